@@ -1,0 +1,41 @@
+"""The ``ddhpose`` command. Each subcommand lives in ``ddhpose/commands/<name>.py`` and provides
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ddhpose.errors import DDHPoseError
+
+# subcommand -> (module under ddhpose.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert-checkpoint": ("convert_checkpoint", "convert an authors' checkpoint (.bin) to ours"),
+    "evaluate-3dhp": ("evaluate_3dhp", "MPI-INF-3DHP PCK/AUC/MPJPE, as the official MATLAB scripts"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddhpose", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(f"ddhpose.commands.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"ddhpose.commands.{args._module}")
+    try:
+        return int(module.run(args) or 0)
+    except (DDHPoseError, FileNotFoundError) as exc:
+        print(f"ddhpose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared test fixtures: the location of ../shared (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DDHPOSE_SHARED", REPO.parent / "shared"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(
+            f"needs {path} (the project's ../shared fixtures); absent in a plain clone",
+            allow_module_level=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    """../shared/fixtures/reference_parity/small (outputs of the reference code)."""
+    return _need(SHARED / "fixtures" / "reference_parity" / "small")
+
+
+@pytest.fixture(scope="session")
+def mpi3dhp_fixture_dir() -> Path:
+    """../shared/fixtures/mpi_inf_3dhp (real TS5 annotations and official evaluator tables)."""
+    return _need(SHARED / "fixtures" / "mpi_inf_3dhp")
