@@ -12,23 +12,30 @@ from ddhpose.errors import DDHPoseError
 # subcommand -> (module under ddhpose.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert-checkpoint": ("convert_checkpoint", "convert an authors' checkpoint (.bin) to ours"),
-    "evaluate-3dhp": ("evaluate_3dhp", "MPI-INF-3DHP PCK/AUC/MPJPE, as the official MATLAB scripts"),
+    "evaluate-3dhp": ("evaluate_3dhp", "MPI-INF-3DHP PCK, AUC, MPJPE like the official scripts"),
+    "infer": ("infer", "lift your own 2D keypoints (npz/json/csv) to 3D with a checkpoint"),
+    "render": ("render", "animate a 3D prediction beside its 2D input (gif/mp4/png)"),
+    "bench": ("bench", "measure denoiser, sampling, training and data-loader speed"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported (all of them when None)."""
     parser = argparse.ArgumentParser(prog="ddhpose", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(f"ddhpose.commands.{module}").add_arguments(p)
+        if command is None or command == name:
+            importlib.import_module(f"ddhpose.commands.{module}").add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(command).parse_args(argv)
     module = importlib.import_module(f"ddhpose.commands.{args._module}")
     try:
         return int(module.run(args) or 0)
