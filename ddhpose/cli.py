@@ -20,14 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; only ``command``'s module is imported (all of them when None)."""
+    """The argument parser; only ``command``'s module is imported (for its options)."""
     parser = argparse.ArgumentParser(prog="ddhpose", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        if command is None or command == name:
+        if command == name:
             importlib.import_module(f"ddhpose.commands.{module}").add_arguments(p)
     return parser
 
