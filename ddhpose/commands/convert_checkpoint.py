@@ -1,0 +1,25 @@
+"""``ddhpose convert-checkpoint REF.bin OUT.pt [--dataset h36m|3dhp]``: an authors' checkpoint
+(or bare reference state_dict) -> our checkpoint format."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref", metavar="REF", help="authors' checkpoint (.bin) or state_dict file")
+    parser.add_argument("out", metavar="OUT", help="output checkpoint in ddhpose format (.pt)")
+    parser.add_argument("--dataset", choices=("h36m", "3dhp"), default="h36m",
+                        help="dataset the model was trained for (tables and units; default h36m)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddhpose.checkpoint import convert_reference_checkpoint, load_checkpoint
+
+    out = convert_reference_checkpoint(args.ref, args.out, dataset=args.dataset)
+    cfg = load_checkpoint(out)["model_config"]
+    print(
+        f"wrote {out}: dataset={cfg['dataset']} width={cfg['width']} depth={cfg['depth']} "
+        f"frames={cfg['frames']} mlp_ratio={cfg['mlp_ratio']}"
+    )
+    return 0

@@ -1,0 +1,186 @@
+"""The DDHPose wrapper (spec §5): diffusion schedule buffers + the HST denoiser, training forward
+and DDIM sampling. Its state_dict names equal the reference's exactly (§10): the 12 float64
+schedule buffers at top level, the network under ``dir_bone_estimator``.
+
+Units: the network works in metres. ``unit_scale`` is 1 for Human3.6M and 1000 for MPI-INF-3DHP,
+whose reference model takes millimetres, divides by 1000 inside and multiplies outputs by 1000
+(§8.2); ``forward`` and ``sample`` take and return metres × ``unit_scale``.
+
+Keep the schedule buffers float64: do not call ``.half()``/``.float()``/``.double()`` on the whole
+module (they would cast the buffers); move it with ``.to(device)`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from ddhpose.diffusion import (
+    SCHEDULE_BUFFERS,
+    NoiseSpec,
+    RandomDraws,
+    cosine_schedule,
+    noise_bone_slots,
+)
+from ddhpose.errors import ConfigError
+from ddhpose.model.denoiser import XC_LAYOUTS, HSTDenoiser
+from ddhpose.sampler import ddim_sample
+from ddhpose.skeleton import Skeleton, flip_joints, get_skeleton, joints_to_slots
+
+DATASETS = ("h36m", "3dhp")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and diffusion settings (defaults = the paper's Human3.6M model).
+
+    dataset: ``"h36m"`` or ``"3dhp"`` (skeleton tables and units); width C, depth L (1 plain +
+    L−1 hierarchical layers), heads, mlp_ratio, frames F, timesteps T, scale (signal scale),
+    drop_path (maximum stochastic-depth rate, training only), qkv_bias, xc_layout
+    (``"reference"`` | ``"transpose"``, see :mod:`ddhpose.model.denoiser`), eta (DDIM), clamp
+    (bound of noisy inputs and predictions, in units of ``scale``, metres).
+    """
+
+    dataset: str = "h36m"
+    width: int = 512
+    depth: int = 8
+    heads: int = 8
+    mlp_ratio: float = 2.0
+    frames: int = 243
+    timesteps: int = 1000
+    scale: float = 1.0
+    drop_path: float = 0.1
+    qkv_bias: bool = True
+    xc_layout: str = "reference"
+    eta: float = 1.0
+    clamp: float = 1.1
+
+    def validate(self) -> ModelConfig:
+        """Raise :class:`ConfigError` naming the first bad field; return self."""
+        if self.dataset not in DATASETS:
+            raise ConfigError("model.dataset", f"must be one of {DATASETS}, got {self.dataset!r}")
+        if self.xc_layout not in XC_LAYOUTS:
+            raise ConfigError("model.xc_layout",
+                              f"must be one of {XC_LAYOUTS}, got {self.xc_layout!r}")
+        for name in ("width", "depth", "heads", "frames", "timesteps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"model.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ConfigError("model.width", f"{self.width} is not divisible by heads={self.heads}")
+        if self.width % 2 or self.width < 4:
+            raise ConfigError("model.width", f"must be even and >= 4, got {self.width}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError("model.drop_path", f"must be in [0, 1), got {self.drop_path}")
+        if self.scale <= 0 or self.clamp <= 0 or self.mlp_ratio <= 0:
+            raise ConfigError("model.scale/clamp/mlp_ratio", "must be positive")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Build from a plain dict; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"model.{unknown[0]}", "unknown model setting")
+        return cls(**d).validate()
+
+
+class DDHPose(nn.Module):
+    """Diffusion wrapper. Buffers: the 12 float64 schedule tensors (T,); ``dir_bone_estimator``.
+
+    ``amp=True`` runs the denoiser under CUDA autocast (float16) on CUDA inputs; the diffusion
+    arithmetic stays float64/float32 outside autocast.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, *, amp: bool = False) -> None:
+        super().__init__()
+        self.config = (config or ModelConfig()).validate()
+        self.skeleton: Skeleton = get_skeleton(self.config.dataset)
+        self.amp = amp
+        for name, buf in cosine_schedule(self.config.timesteps).items():
+            self.register_buffer(name, buf)
+        c = self.config
+        self.dir_bone_estimator = HSTDenoiser(
+            self.skeleton, num_frames=c.frames, width=c.width, depth=c.depth, num_heads=c.heads,
+            mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias, drop_path=c.drop_path,
+            xc_layout=c.xc_layout,
+        )
+
+    @property
+    def unit_scale(self) -> float:
+        """Input/output unit in metres⁻¹: 1.0 (h36m, metres) or 1000.0 (3dhp, millimetres)."""
+        return 1000.0 if self.config.dataset == "3dhp" else 1.0
+
+    @property
+    def schedule(self) -> dict[str, Tensor]:
+        """The 12 float64 schedule buffers by name."""
+        return {name: getattr(self, name) for name in SCHEDULE_BUFFERS}
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.amp and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def denoise(self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor) -> Tensor:
+        """One denoiser call: x2d (B,F,J,2), bone_dir (B,H,F,J,3), bone_len (B,H,F,J,1),
+        t (B,) int64 -> x̂0 (B,H,F,J,3) metres (float32). 4-D bone inputs (B,F,J,·) give (B,F,J,3).
+        """
+        with self._autocast(x2d.device):
+            out = self.dir_bone_estimator(x2d, bone_dir, bone_len, t)
+        return out.float()
+
+    def forward(
+        self, x2d: Tensor, x3d: Tensor, noise: NoiseSpec = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Training forward (§5.2): noise the GT bones with one t per clip and predict x̂0.
+
+        x2d (B,F,J,2) normalised; x3d (B,F,J,3) root-relative (root = 0), metres × unit_scale.
+        ``noise``/``generator``: see :class:`~ddhpose.diffusion.RandomDraws` (a replayed list
+        holds, per clip, t (1,), direction noise (F,J,3), length noise (F,J,1)).
+        Returns x̂0 (B,F,J,3) in metres × unit_scale.
+        """
+        c = self.config
+        x3d_m = x3d / self.unit_scale if self.unit_scale != 1.0 else x3d
+        slot_dirs, slot_lens = joints_to_slots(x3d_m, self.skeleton)
+        t, d_t, l_t = noise_bone_slots(
+            slot_dirs, slot_lens, self.schedule, RandomDraws(noise, generator), c.timesteps,
+            c.scale, c.clamp,
+        )
+        out = self.denoise(x2d, d_t, l_t, t)
+        return out * self.unit_scale if self.unit_scale != 1.0 else out
+
+    @torch.no_grad()
+    def sample(
+        self, x2d: Tensor, hypotheses: int = 1, steps: int = 1, noise: NoiseSpec = None,
+        generator: torch.Generator | None = None, x2d_flip: Tensor | None = None,
+    ) -> Tensor:
+        """DDIM sampling with flip TTA (§5.3): x2d (B,F,J,2) -> (B,K,H,F,J,3), metres × unit_scale,
+        root NOT zeroed. Runs in eval mode (no drop-path) and restores the previous mode.
+
+        ``x2d_flip`` defaults to x2d with u negated and left/right keypoints swapped. Random draws
+        (``noise``/``generator``, see :func:`ddhpose.sampler.ddim_sample` for the order) default
+        to the global RNG.
+        """
+        if hypotheses < 1:
+            raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+        if x2d_flip is None:
+            x2d_flip = flip_joints(x2d, self.skeleton)
+        was_training = self.training
+        self.eval()
+        try:
+            c = self.config
+            pred = ddim_sample(
+                self.denoise, x2d, x2d_flip, self.schedule, self.skeleton,
+                hypotheses=hypotheses, steps=steps, draws=RandomDraws(noise, generator),
+                eta=c.eta, scale=c.scale, clamp=c.clamp,
+            )
+        finally:
+            self.train(was_training)
+        return pred * self.unit_scale if self.unit_scale != 1.0 else pred
+
+
+__all__ = ["DATASETS", "DDHPose", "ModelConfig"]
