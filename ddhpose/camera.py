@@ -1,4 +1,4 @@
-"""Camera geometry: Human3.6M cameras, world <-> camera transforms, projection, screen normalisation.
+"""Camera geometry: Human3.6M cameras, world <-> camera transforms, projection, normalisation.
 
 Units: 3D in metres; image coordinates in pixels; "normalised" screen coordinates map the image
 width to [-1, 1] (spec §9.3). Quaternions are (w, x, y, z) and rotate camera -> world.
@@ -154,7 +154,8 @@ def normalized_intrinsic(
     f = np.asarray(focal_px, dtype=np.float32) / np.float32(res_w) * np.float32(2.0)
     c = normalize_screen_coordinates(np.asarray(center_px, dtype=np.float32), res_w, res_h)
     return np.concatenate(
-        [f, c.astype(np.float32), np.asarray(radial, np.float32), np.asarray(tangential, np.float32)]
+        [f, c.astype(np.float32), np.asarray(radial, np.float32),
+         np.asarray(tangential, np.float32)]
     ).astype(np.float32)
 
 
@@ -198,7 +199,10 @@ def normalize_screen_coordinates(x: Array, w: int, h: int) -> Array:
     offset = [1.0, h / w]
     if isinstance(x, torch.Tensor):
         return x / w * 2 - x.new_tensor(offset)
-    return x / w * 2 - np.asarray(offset, dtype=x.dtype)
+    # As the reference: scale in x's dtype, subtract the float64 offset, round back (h/w = 1.002
+    # is not exact in float32; subtracting in float32 moves ~30% of values by one ulp).
+    scaled = x / w * 2
+    return (scaled - np.asarray(offset)).astype(scaled.dtype, copy=False)
 
 
 def image_coordinates(x: Array, w: int, h: int) -> Array:
@@ -223,7 +227,9 @@ def _cross(a: Any, b: Any) -> Any:
 def qrot(q: Array, v: Array) -> Array:
     """Rotate vectors ``v`` (..., 3) by unit quaternions ``q`` (..., 4) (w, x, y, z), broadcast."""
     if q.shape[-1] != 4 or v.shape[-1] != 3:
-        raise ValueError(f"qrot expects (..., 4) and (..., 3), got {tuple(q.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"qrot expects (..., 4) and (..., 3), got {tuple(q.shape)}, {tuple(v.shape)}"
+        )
     if isinstance(v, torch.Tensor):
         q = torch.as_tensor(q, dtype=v.dtype, device=v.device).expand(*v.shape[:-1], 4)
     else:
@@ -292,7 +298,7 @@ def project_to_2d(x: Array, intrinsic: Any) -> Array:
 
 
 def project_to_2d_linear(x: Array, intrinsic: Any) -> Array:
-    """Pinhole projection without distortion: ``f * clamp(X_xy / X_z, -1, 1) + c``. (..., 3) -> (..., 2)."""
+    """Pinhole projection, no distortion: ``f * clamp(X_xy / X_z, -1, 1) + c``."""
     cam = _like(intrinsic, x)
     f, c = cam[..., 0:2], cam[..., 2:4]
     if isinstance(x, torch.Tensor):

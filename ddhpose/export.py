@@ -176,3 +176,23 @@ __all__ = [
     "write_inference_mat",
     "write_inference_mats",
 ]
+
+
+def mat_variable_name(sequence: str) -> str:
+    """A MATLAB-legal variable name: ``"S9 Walking 1/cam0"`` -> ``S9_Walking_1_cam0``."""
+    name = re.sub(r"\W", "_", sequence)
+    return name if re.match(r"^[A-Za-z]", name) else f"seq_{name}"
+
+
+def write_sequences_mat(path: str | Path, poses: dict[str, Any]) -> Path:
+    """Write ``{sequence: (N, K, 17, 3) mm}`` in the export layout (3, 17, N, K) float64 under
+    MATLAB-legal variable names (used for Human3.6M, whose sequences are not TS1..TS6)."""
+    import scipy.io
+
+    arrays = {mat_variable_name(s): to_mat_layout(p) for s, p in poses.items()}
+    bad = [k for k, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:
+        raise DataError(path, f"variables {bad[:3]} contain NaN or infinite values")
+    with atomic_open(path, "wb") as fh:
+        scipy.io.savemat(fh, arrays, do_compression=True)
+    return Path(path)

@@ -63,3 +63,12 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_json(path: str | Path, default: Any = None) -> Any:
+    """Parse a JSON file; ``default`` when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return {} if default is None else default
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

@@ -30,7 +30,8 @@ class Skeleton:
         name: layout name (``h36m17`` or ``3dhp17``).
         joint_names: one name per joint.
         parents: parent joint of each joint (-1 for the root).
-        bones: the 16 (parent, child) pairs in the reference's bone order (topologically sorted).
+        bones: the 16 (parent, child) pairs in the reference's bone order (topologically sorted
+            for ``h36m17`` only: ``3dhp17`` lists bone (1, 0) before (15, 1) and (14, 15)).
         joints_left / joints_right: mirrored joint pairs (same positions pair up).
         levels: the 6 hierarchy-level groups used by the level embedding.
         chains: kinematic chains for the HRST score edit (order matters).
@@ -83,7 +84,7 @@ class Skeleton:
     @property
     def child_mean_groups(self) -> tuple[tuple[int, ...], ...]:
         """Per joint, the joints averaged into its child-mean feature: children first, then self."""
-        return tuple(tuple(ch) + (j,) for j, ch in enumerate(self.children))
+        return tuple((*tuple(ch), j) for j, ch in enumerate(self.children))
 
 
 H36M17 = Skeleton(
@@ -141,7 +142,7 @@ DATASET_SKELETONS = {"h36m": H36M17, "3dhp": MPI3DHP17}
 
 
 def get_skeleton(name: str) -> Skeleton:
-    """Return the skeleton for a layout name (``h36m17``, ``3dhp17``) or dataset (``h36m``, ``3dhp``)."""
+    """The skeleton of a layout (``h36m17``, ``3dhp17``) or dataset name (``h36m``, ``3dhp``)."""
     if name in _LAYOUTS:
         return _LAYOUTS[name]
     if name in DATASET_SKELETONS:
@@ -188,7 +189,7 @@ def reduce_h36m32(positions: Array) -> Array:
     return positions[..., list(H36M32_KEPT), :]
 
 
-# --- joints <-> bones (spec §3) --------------------------------------------------------------------
+# --- joints <-> bones (spec §3) -------------------------------------------------------------------
 
 
 def _zeros_like_shape(x: Any, shape: tuple[int, ...]) -> Any:
@@ -225,7 +226,7 @@ def joints_to_bones(joints: Array, skel: Skeleton) -> tuple[Array, Array]:
 
 
 def bones_to_slots(directions: Array, lengths: Array, skel: Skeleton) -> tuple[Array, Array]:
-    """Place per-bone values into joint slots: (..., 16, 3), (..., 16, 1) -> (..., J, 3), (..., J, 1).
+    """Per-bone values into joint slots: (..., 16, 3), (..., 16, 1) -> (..., J, 3), (..., J, 1).
 
     The root slot is zero.
     """
@@ -268,9 +269,18 @@ def bones_to_joints(
     pos[skel.root] = (
         _zeros_like_shape(directions, (*lead, 3)) if root is None else root
     )
-    for k, (p, c) in enumerate(skel.bones):
+    for k in _fk_order(skel):
+        p, c = skel.bones[k]
         pos[c] = pos[p] + lengths[..., k, :] * directions[..., k, :]
     return _stack(pos, axis=-2)
+
+
+def _fk_order(skel: Skeleton) -> list[int]:
+    """Bone indices ordered so that every bone's parent joint is placed before its child."""
+    def depth(j: int) -> int:
+        return 0 if skel.parents[j] == -1 else 1 + depth(skel.parents[j])
+
+    return sorted(range(skel.num_bones), key=lambda k: depth(skel.bones[k][1]))
 
 
 def _stack(xs: list[Any], axis: int) -> Any:

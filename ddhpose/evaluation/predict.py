@@ -1,0 +1,183 @@
+"""Sample a whole processed split with the protocol's clip cutting and aggregate every batch.
+
+For each sequence the evaluation clips of spec §7.1 go through ``model.sample`` in batches of
+``batch_clips`` clips (batches never cross sequences, as in the reference); every batch is
+aggregated at once (P-Best picks one hypothesis per batch, §7.2), so the four aggregated poses
+and the per-batch protocol errors are kept while the H hypotheses are dropped unless asked for.
+
+Saved layout (``predictions.npz``, no pickles), frames aligned with the split's frame axis T:
+- ``p_best_oracle``, ``p_agg``, ``j_best_oracle``, ``j_agg``: float32 (T, K, J, 3) root-relative
+  metres, root 0 (later clips overwrite the overlap of a sequence's last clip);
+- ``hypotheses`` (optional): float32 (T, K, H, J, 3);
+- ``batch_seq`` int64 (NB,), ``batch_frames`` int64 (NB,) scored frames, and one float64
+  (NB, K) array ``err_<p1|p2>_<aggregation>`` of per-batch mean errors in mm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddhpose.aggregate import AGGREGATIONS, aggregate_batch
+from ddhpose.camera import image_coordinates
+from ddhpose.data.clips import sequence_eval_clips
+from ddhpose.data.processed import ProcessedSplit
+from ddhpose.errors import DataError
+from ddhpose.io import atomic_open
+
+
+@dataclass
+class SplitPredictions:
+    """Aggregated predictions of a split (see the module docstring for the arrays)."""
+
+    poses: dict[str, np.ndarray]
+    batch_seq: np.ndarray
+    batch_frames: np.ndarray
+    batch_errors: dict[str, np.ndarray]
+    hypotheses: np.ndarray | None = None
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(next(iter(self.poses.values())).shape[1])
+
+
+def predict_split(
+    model: Any,
+    split: ProcessedSplit,
+    *,
+    hypotheses: int,
+    steps: int,
+    batch_clips: int,
+    generator: torch.Generator | None = None,
+    save_hypotheses: bool = False,
+    protocol2: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> SplitPredictions:
+    """Sample every sequence of ``split`` and aggregate each batch.
+
+    Args:
+        model: a :class:`ddhpose.model.DDHPose` in eval mode (its device is used).
+        split: the processed test split (metres).
+        hypotheses, steps: H and K of the DDIM sampler.
+        batch_clips: clips per sampler call (and per P-Best choice).
+        generator: source of the sampler noise (seeded by the caller for reproducibility).
+        save_hypotheses: also keep all H hypotheses (T, K, H, J, 3) — large.
+        protocol2: also compute P-MPJPE per batch (Human3.6M).
+        progress: called with the number of frames done after each sequence.
+    """
+    device = next(model.parameters()).device
+    frames = int(model.config.frames)
+    skel = split.skeleton
+    scale = float(model.unit_scale)  # model unit = metres * scale
+    is_3dhp = split.dataset == "3dhp"
+    t_total = split.num_frames
+    n_joints = split.pose_3d.shape[1]
+    poses = {a: np.zeros((t_total, steps, n_joints, 3), np.float32) for a in AGGREGATIONS}
+    hyp = (np.zeros((t_total, steps, hypotheses, n_joints, 3), np.float32)
+           if save_hypotheses else None)
+    batch_seq: list[int] = []
+    batch_frames: list[int] = []
+    batch_err: dict[str, list[np.ndarray]] = {}
+    start = time.perf_counter()
+    for seq in split.sequences():
+        clips = sequence_eval_clips(seq.pose_2d, seq.pose_3d, frames, skel, traj=seq.traj,
+                                    valid=seq.valid, name=seq.name)
+        n_clips = clips.x2d.shape[0]
+        seq_poses = {a: np.zeros((n_clips, frames, steps, n_joints, 3), np.float32)
+                     for a in AGGREGATIONS}
+        seq_hyp = (np.zeros((n_clips, frames, steps, hypotheses, n_joints, 3), np.float32)
+                   if save_hypotheses else None)
+        for lo in range(0, n_clips, batch_clips):
+            sl = slice(lo, min(lo + batch_clips, n_clips))
+            x2d = torch.from_numpy(clips.x2d[sl]).to(device)
+            x2d_flip = torch.from_numpy(clips.x2d_flip[sl]).to(device)
+            with torch.inference_mode():
+                pred = model.sample(x2d, hypotheses=hypotheses, steps=steps,
+                                    generator=generator, x2d_flip=x2d_flip)
+            pred = pred.float().cpu()  # (b, K, H, F, J, 3) metres * scale
+            gt = torch.from_numpy(clips.x3d[sl]) * scale
+            traj = torch.from_numpy(clips.traj[sl])[:, :, None, :] * scale
+            if is_3dhp:  # spec §8.3: pixel JPMA with the sequence's pinhole camera, valid frames
+                w, h = (int(v) for v in seq.res)
+                target_px = image_coordinates(torch.from_numpy(clips.x2d[sl]), w, h)
+                agg = aggregate_batch(pred, gt, traj, target_px, seq.intrinsic_px,
+                                      root=skel.root, unit_to_mm=1000.0 / scale,
+                                      protocol2=False, mask=clips.valid[sl])
+            else:
+                agg = aggregate_batch(pred, gt, traj, clips.x2d[sl], seq.intrinsic,
+                                      root=skel.root, unit_to_mm=1000.0 / scale,
+                                      protocol2=protocol2)
+            for name in AGGREGATIONS:  # (b, K, F, J, 3) -> (b, F, K, J, 3) metres
+                seq_poses[name][sl] = agg.poses[name].transpose(0, 2, 1, 3, 4) / scale
+            if seq_hyp is not None:
+                h = pred.numpy().copy()
+                h[..., skel.root, :] = 0.0
+                seq_hyp[sl] = h.transpose(0, 3, 1, 2, 4, 5) / scale
+            batch_seq.append(seq.index)
+            batch_frames.append(agg.frames)
+            for key, value in agg.errors_mm.items():
+                batch_err.setdefault(key, []).append(np.asarray(value, np.float64))
+        lo_f = int(split.seq_start[seq.index])
+        frame_slice = slice(lo_f, lo_f + seq.num_frames)
+        for name in AGGREGATIONS:
+            poses[name][frame_slice] = clips.write_back(seq_poses[name])
+        if hyp is not None and seq_hyp is not None:
+            hyp[frame_slice] = clips.write_back(seq_hyp)
+        if progress is not None:
+            progress(seq.num_frames)
+    return SplitPredictions(
+        poses=poses,
+        batch_seq=np.asarray(batch_seq, np.int64),
+        batch_frames=np.asarray(batch_frames, np.int64),
+        batch_errors={k: np.stack(v) for k, v in batch_err.items()},
+        hypotheses=hyp,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def save_predictions(path: str | Path, pred: SplitPredictions) -> Path:
+    """Write ``predictions.npz`` atomically (layout in the module docstring)."""
+    arrays: dict[str, np.ndarray] = dict(pred.poses)
+    arrays["batch_seq"] = pred.batch_seq
+    arrays["batch_frames"] = pred.batch_frames
+    for key, value in pred.batch_errors.items():
+        arrays[f"err_{key}"] = value
+    if pred.hypotheses is not None:
+        arrays["hypotheses"] = pred.hypotheses
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def load_predictions(path: str | Path, split: ProcessedSplit | None = None) -> SplitPredictions:
+    """Read ``predictions.npz``; with ``split``, check it covers the split's frames."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "predictions file not found (run the sample stage first)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile/ValueError/OSError: a truncated or foreign file
+        raise DataError(path, f"not a readable predictions archive ({exc})") from exc
+    missing = [a for a in (*AGGREGATIONS, "batch_seq", "batch_frames") if a not in arrays]
+    if missing:
+        raise DataError(path, f"missing arrays {missing}")
+    poses = {a: arrays[a] for a in AGGREGATIONS}
+    if split is not None and poses["p_agg"].shape[0] != split.num_frames:
+        raise DataError(path, f"{poses['p_agg'].shape[0]} frames, but the test split has "
+                              f"{split.num_frames}: rerun the sample stage")
+    return SplitPredictions(
+        poses=poses,
+        batch_seq=arrays["batch_seq"],
+        batch_frames=arrays["batch_frames"],
+        batch_errors={k[4:]: v for k, v in arrays.items() if k.startswith("err_")},
+        hypotheses=arrays.get("hypotheses"),
+    )

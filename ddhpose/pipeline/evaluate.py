@@ -1,0 +1,132 @@
+"""Stage ``evaluate``: predictions + ground truth -> protocol tables, ``reports/metrics.json``,
+plots, rendered clips, and everything logged to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ddhpose import plots
+from ddhpose.data.processed import load_split
+from ddhpose.evaluation.predict import load_predictions
+from ddhpose.evaluation.report import (
+    h36m_tables,
+    headline,
+    mean_pose_baseline,
+    mpi3dhp_tables,
+    per_step_dict,
+)
+from ddhpose.io import atomic_open, read_json, write_json
+from ddhpose.pipeline.paths import ProjectPaths
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        df.to_csv(fh, index=False)
+
+
+def run(params: Any, root: Path, tracker: Any) -> None:
+    paths = ProjectPaths(root)
+    test = load_split(paths.split("test"))
+    train = load_split(paths.split("train"))
+    pred = load_predictions(paths.predictions / "predictions.npz", test)
+    sample_meta = read_json(paths.predictions / "meta.json")
+    paths.eval_dir.mkdir(parents=True, exist_ok=True)
+    if test.dataset == "3dhp":
+        tables = mpi3dhp_tables(test, pred, paths.eval_dir)
+        _write_csv(tables.extra["tidy"], paths.eval_dir / "evaluation_3dhp.csv")
+    else:
+        tables = h36m_tables(test, pred)
+    _write_csv(tables.table, paths.reports / "per_action.csv")
+    _write_csv(tables.summary, paths.reports / "per_step.csv")
+
+    head = headline(tables.summary, params.eval.headline)
+    baseline = mean_pose_baseline(train, test)
+    metrics = {
+        "dataset": test.dataset,
+        "unit": "mm (PCK, AUC in %)",
+        "hypotheses": sample_meta.get("hypotheses"),
+        "steps": sample_meta.get("steps"),
+        "headline": head,
+        "baseline_mean_pose": baseline,
+        "improvement_over_baseline": baseline["p1_mm"] / head["p1_mm"] if head.get("p1_mm")
+        else None,
+        "last_step": {k: v[-1] for k, v in per_step_dict(tables.summary).items()},
+        "per_step": per_step_dict(tables.summary),
+        "oracle_aggregations": ["p_best_oracle", "j_best_oracle"],
+        "sample_frames_per_second": sample_meta.get("frames_per_second"),
+    }
+    write_json(paths.metrics, metrics)
+
+    figures = [
+        plots.plot_error_per_step(tables.summary, paths.plots / "error_per_step.png"),
+        plots.plot_error_per_action(tables.table, paths.plots / "error_per_action.png"),
+    ]
+    if paths.train_log.is_file():
+        figures.append(plots.plot_training_curves(pd.read_csv(paths.train_log),
+                                                  paths.plots / "training_curves.png"))
+    if test.dataset == "3dhp":
+        figures.append(plots.plot_pck_curves(tables.extra["thresholds_mm"],
+                                             tables.extra["pck_curves"],
+                                             paths.plots / "pck_vs_threshold.png"))
+    figures += _render_clips(params, test, pred, paths)
+
+    _log(tracker, params, tables, metrics, figures, paths)
+    print(f"evaluate: {head['aggregation']} P1 {head['p1_mm']:.2f} mm"
+          + (f", P2 {head['p2_mm']:.2f} mm" if "p2_mm" in head else "")
+          + f" (mean-pose baseline {baseline['p1_mm']:.2f} mm) -> {paths.metrics}")
+
+
+def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> list[Path]:
+    """Render the first ``eval.render_clips`` test sequences (prediction against ground truth)."""
+    n = int(params.eval.render_clips)
+    if n <= 0:
+        return []
+    try:
+        from ddhpose.viz import render_sequence
+    except ImportError:  # pragma: no cover - viz is part of the package
+        return []
+    from ddhpose.camera import image_coordinates
+    from ddhpose.evaluation.report import HEADLINE_NAMES
+
+    agg = HEADLINE_NAMES.get(params.eval.headline, params.eval.headline)
+    out = []
+    frames = int(min(2 * 50, min(test.seq_length)))
+    for seq in list(test.sequences())[:n]:
+        lo = int(test.seq_start[seq.index])
+        w, h = (int(v) for v in seq.res)
+        path = paths.plots / f"clip_{seq.index:02d}.gif"
+        render_sequence(
+            pred.poses[agg][lo:lo + frames, -1], path,
+            keypoints_2d=image_coordinates(seq.pose_2d[:frames], w, h),
+            gt=seq.pose_3d[:frames], skeleton=test.skeleton,
+            title=f"{seq.name}: {agg} (last step) vs ground truth",
+        )
+        out.append(path)
+    return out
+
+
+def _log(tracker: Any, params: Any, tables: Any, metrics: dict[str, Any],
+         figures: list[Path], paths: ProjectPaths) -> None:
+    tracker.log_params({f"eval.{k}": v for k, v in vars(params.eval).items()})
+    steps = max(len(v) for v in metrics["per_step"].values())
+    for step in range(steps):
+        tracker.log_metrics({k: v[step] for k, v in metrics["per_step"].items()
+                             if step < len(v)}, step=step + 1)
+    tracker.log_metrics({f"{k}_last": v for k, v in metrics["last_step"].items()}
+                        | {"baseline_mean_pose_p1_mm": metrics["baseline_mean_pose"]["p1_mm"]},
+                        also_parent=True)
+    by_step: dict[int, dict[str, float]] = {}
+    for row in tables.table.itertuples(index=False):
+        key = f"{str(row.protocol).lower()}_{row.aggregation}/{row.action}".replace(" ", "_")
+        by_step.setdefault(int(row.step), {})[key] = float(row.mm)
+    for step, values in sorted(by_step.items()):
+        tracker.log_metrics(values, step=step)
+    for path in (paths.metrics, paths.reports / "per_action.csv", paths.reports / "per_step.csv"):
+        tracker.log_artifact(path, "eval")
+    for fig in figures:
+        tracker.log_artifact(fig, "plots")
+    if any(paths.eval_dir.iterdir()):
+        tracker.log_artifacts(paths.eval_dir, "eval/tables")

@@ -1,0 +1,35 @@
+"""Stage ``export_mat``: the four aggregations as ``reports/export/inference_data_<agg>.mat``.
+
+MPI-INF-3DHP: variables ``TS1..TS6`` (3, 17, N, K) mm root-relative — the official MATLAB
+evaluation script runs on them unchanged (spec §8.3). Human3.6M: the same layout with one variable
+per sequence (``S9_Walking_1_cam0``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ddhpose.aggregate import AGGREGATIONS
+from ddhpose.data.processed import load_split
+from ddhpose.evaluation.predict import load_predictions
+from ddhpose.export import inference_mat_name, write_inference_mats, write_sequences_mat
+from ddhpose.pipeline.paths import ProjectPaths
+
+
+def run(params: Any, root: Path, tracker: Any) -> None:
+    paths = ProjectPaths(root)
+    test = load_split(paths.split("test"))
+    pred = load_predictions(paths.predictions / "predictions.npz", test)
+    per_agg: dict[str, dict[str, Any]] = {a: {} for a in AGGREGATIONS}
+    for seq in test.sequences():
+        lo = int(test.seq_start[seq.index])
+        for agg in AGGREGATIONS:
+            per_agg[agg][seq.name] = pred.poses[agg][lo:lo + seq.num_frames] * 1000.0  # mm
+    if test.dataset == "3dhp":
+        written = list(write_inference_mats(paths.export, per_agg).values())
+    else:
+        written = [write_sequences_mat(paths.export / inference_mat_name(agg), seqs)
+                   for agg, seqs in per_agg.items()]
+    for path in written:
+        tracker.log_artifact(path, "export")
+    print(f"export_mat: {len(written)} files -> {paths.export}")

@@ -1,0 +1,58 @@
+"""Where each stage reads and writes, relative to the project root (the DVC outs of dvc.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    def split(self, name: str) -> Path:
+        return self.processed / f"{name}.npz"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def best(self) -> Path:
+        return self.models / "best.pt"
+
+    @property
+    def train_log(self) -> Path:
+        return self.models / "train_log.csv"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def predictions(self) -> Path:
+        return self.reports / "predictions"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.reports / "eval"
+
+    @property
+    def plots(self) -> Path:
+        return self.reports / "plots"
+
+    @property
+    def export(self) -> Path:
+        return self.reports / "export"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"

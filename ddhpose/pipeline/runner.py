@@ -1,0 +1,40 @@
+"""Common entry of the DVC stage scripts: load params, join the MLflow run, one-line errors.
+
+A stage script in ``stages/`` is three lines: it imports its stage function and calls
+:func:`run_stage`. Everything a user can get wrong (params.yaml, data files, checkpoints)
+surfaces as a single ``<stage>: error: <file or key>: <problem>`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ddhpose.errors import DDHPoseError
+
+StageFn = Callable[[Any, Path, Any], None]
+
+
+def project_root() -> Path:
+    """The project directory: ``DDHPOSE_ROOT`` if set, else the current directory (DVC runs stages
+    from the directory holding dvc.yaml)."""
+    return Path(os.environ.get("DDHPOSE_ROOT", os.getcwd())).resolve()
+
+
+def run_stage(stage: str, fn: StageFn, params_path: str | Path | None = None) -> int:
+    """Run ``fn(params, root, tracker)`` in the stage's MLflow child run; return the exit code."""
+    from ddhpose.pipeline.params import load_params
+    from ddhpose.pipeline.tracking import stage_run
+
+    root = project_root()
+    try:
+        params = load_params(Path(params_path) if params_path else root / "params.yaml")
+        with stage_run(stage, params, root) as tracker:
+            fn(params, root, tracker)
+    except (DDHPoseError, FileNotFoundError) as exc:
+        print(f"{stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

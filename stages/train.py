@@ -1,0 +1,10 @@
+"""DVC stage 'train': thin entry point; the logic lives in ddhpose.pipeline.train."""
+
+import sys
+
+from ddhpose.pipeline.train import run
+
+from ddhpose.pipeline.runner import run_stage
+
+if __name__ == "__main__":
+    sys.exit(run_stage("train", run))
