@@ -123,7 +123,7 @@ BAD_VALUES = [
     ("data.synthetic.frames", 1, "must be >= 2"),
     ("data.sha256", {"data_3d_h36m.npz": "xyz"}, "64 hex digits"),
     ("eval.headline", "best", "p_best|p_agg|j_best|j_agg"),
-    ("eval.pck_threshold_mm", 0, "must be > 0"),
+    ("eval.render_clips", -1, "must be >= 0"),
     ("tracking.experiment_prefix", "", "non-empty name"),
 ]
 
@@ -246,7 +246,7 @@ def test_params_are_frozen():
                                  "sample.steps": 10, "data.dataset": "h36m"}),
         ("paper_3dhp.yaml", {"data.dataset": "3dhp", "model.frames": 243,
                              "sample.hypotheses": 5, "sample.steps": 1,
-                             "eval.batch_clips": 2}),
+                             "sample.batch_clips": 2}),
     ],
 )
 def test_paper_configs_apply(tmp_path, config, checks):

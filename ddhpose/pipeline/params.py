@@ -124,7 +124,7 @@ class TrainParams:
 class SampleParams:
     hypotheses: int = _f(5, "hypotheses H per clip")
     steps: int = _f(3, "DDIM steps K (<= model.timesteps)")
-    batch_clips: int = _f(4, "clips per sampler call")
+    batch_clips: int = _f(4, "clips per sampler call (P-Best picks one hypothesis per batch)")
     seed: int = _f(0, "seed of the initial noise")
     save_hypotheses: bool = _f(False, "also save all H hypotheses (large)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
@@ -133,8 +133,6 @@ class SampleParams:
 @dataclass(frozen=True)
 class EvalParams:
     headline: str = _f("j_agg", "aggregation in metrics.json: p_best | p_agg | j_best | j_agg")
-    batch_clips: int = _f(4, "clips per evaluation batch (P-Best picks per batch)")
-    pck_threshold_mm: float = _f(150.0, "PCK threshold (mm, 3DHP)")
     render_clips: int = _f(2, "clips rendered as plots (0 = none)")
 
 

@@ -91,8 +91,6 @@ def validate(p: Params) -> None:
 
     _check("eval.headline", e.headline in HEADLINES, f"must be one of {'|'.join(HEADLINES)}",
            e.headline)
-    _check("eval.batch_clips", e.batch_clips >= 1, "must be >= 1", e.batch_clips)
-    _check("eval.pck_threshold_mm", e.pck_threshold_mm > 0, "must be > 0", e.pck_threshold_mm)
     _check("eval.render_clips", e.render_clips >= 0, "must be >= 0", e.render_clips)
     _check("tracking.experiment_prefix", bool(_SAFE_NAME.match(p.tracking.experiment_prefix)),
            "must be a non-empty name of letters, digits, '_', '-', '.'",

@@ -1,0 +1,85 @@
+"""Stage ``train``: ``data/processed`` -> ``models/{last,best}.pt``, ``models/train_log.csv``.
+
+Runs as one process or under ``torchrun --nproc_per_node=N stages/train.py`` (DDP; only rank 0
+writes and logs). ``models/last.pt`` persists between runs (dvc.yaml ``persist: true``): a killed
+run resumes from it. When params.yaml changed the model or the optimisation trajectory since that
+run, the stale run files are removed and training starts over (DVC keeps the old outputs in its
+cache); only ``train.epochs`` (and bookkeeping keys) may change and continue the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ddhpose.checkpoint import load_checkpoint
+from ddhpose.data.processed import load_split
+from ddhpose.errors import CheckpointError
+from ddhpose.model import ModelConfig
+from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.training.config import TRAJECTORY_FIELDS, coerce_train_config
+from ddhpose.training.loop import train
+
+
+def model_config(params: Any) -> ModelConfig:
+    """The ``ModelConfig`` of params.yaml's ``model`` section for ``data.dataset``."""
+    m = params.model
+    return ModelConfig(dataset=params.data.dataset, width=m.width, depth=m.depth, heads=m.heads,
+                       mlp_ratio=m.mlp_ratio, frames=m.frames, timesteps=m.timesteps,
+                       scale=m.scale, drop_path=m.drop_path, xc_layout=m.xc_layout).validate()
+
+
+def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> str | None:
+    """Why ``last.pt`` belongs to a different run (None when training may resume from it).
+
+    A corrupt file is not "stale": :class:`CheckpointError` propagates so nothing is deleted.
+    """
+    ckpt = load_checkpoint(last, map_location="cpu")
+    have = dict(ckpt.get("model_config") or {})
+    want = dataclasses.asdict(model_cfg)
+    changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
+    stored = (ckpt.get("train_state") or {}).get("train_config") or {}
+    now = coerce_train_config(train_params).as_dict()
+    changed += [f"train.{k}" for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+    return ", ".join(changed) or None
+
+
+def _remove_stale(models: Path, reason: str) -> None:
+    removed = []
+    for pattern in ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv"):
+        for path in models.glob(pattern):
+            path.unlink()
+            removed.append(path.name)
+    print(f"train: params changed since the run in {models} ({reason}); starting a new run "
+          f"(removed {', '.join(sorted(removed))})")
+
+
+def run(params: Any, root: Path, tracker: Any) -> None:
+    paths = ProjectPaths(root)
+    cfg = model_config(params)
+    last = paths.models / "last.pt"
+    if last.is_file():
+        try:
+            reason = stale_run_reason(last, cfg, params.train)
+        except CheckpointError as exc:
+            raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]} — delete it to "
+                                  "start training over") from exc
+        if reason:
+            _remove_stale(paths.models, reason)
+    train_split = load_split(paths.split("train"))
+    val_split = load_split(paths.split("test")) if params.train.validate else None
+    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
+                       | {f"model.{k}": v for k, v in vars(params.model).items()})
+
+    def log_fn(metrics: dict[str, float], epoch: int) -> None:
+        tracker.log_metrics(metrics, step=epoch)
+
+    result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn)
+    for name in ("best.pt", "last.pt", "train_log.csv"):
+        if (paths.models / name).is_file():
+            tracker.log_artifact(paths.models / name, "models")
+    if result.best_val_mpjpe_mm is not None:
+        tracker.log_metrics({"best_val_mpjpe_mm": float(result.best_val_mpjpe_mm)}, also_parent=True)
+    print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
+          f"{result.best_val_mpjpe_mm} mm -> {paths.models}")
