@@ -1,0 +1,102 @@
+"""Random draws of one training step made for the GLOBAL batch, so DDP equals one process.
+
+Every rank draws the diffusion variables (t, direction noise, length noise) and the drop-path
+masks for the whole global batch from dedicated CPU generators seeded from ``(seed, epoch)``,
+and keeps only the rows of its own clips. The draws therefore do not depend on how a batch is
+split between ranks, on the device, or on the global torch RNG, and need no checkpointing
+(a resumed epoch re-seeds them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ddhpose.training.state import seeded_generator
+
+_DIFFUSION_STREAM = 1
+_DROP_PATH_STREAM = 2
+
+
+@dataclass(frozen=True)
+class ClipNoise:
+    """Diffusion draws of a batch of clips, in clip order.
+
+    Attributes:
+        t: (N,) int64 timesteps in [0, T).
+        eps_dir: (N, F, J, 3) float32 direction noise.
+        eps_len: (N, F, J, 1) float32 length noise.
+    """
+
+    t: Tensor
+    eps_dir: Tensor
+    eps_len: Tensor
+
+    def rows(self, start: int, stop: int) -> ClipNoise:
+        return ClipNoise(self.t[start:stop], self.eps_dir[start:stop], self.eps_len[start:stop])
+
+    def to(self, device: torch.device) -> ClipNoise:
+        return ClipNoise(self.t.to(device), self.eps_dir.to(device), self.eps_len.to(device))
+
+
+def draw_clip_noise(
+    gen: torch.Generator, clips: int, frames: int, joints: int, timesteps: int
+) -> ClipNoise:
+    """Per clip, in order: ``t = randint(0, T, (1,))``, ``randn(F,J,3)``, ``randn(F,J,1)``.
+
+    The per-clip draw order is the reference's (spec §5.2), made from ``gen`` (CPU).
+    """
+    ts, dirs, lens = [], [], []
+    for _ in range(clips):
+        ts.append(torch.randint(0, timesteps, (1,), generator=gen))
+        dirs.append(torch.randn(frames, joints, 3, generator=gen))
+        lens.append(torch.randn(frames, joints, 1, generator=gen))
+    if clips == 0:
+        return ClipNoise(torch.zeros(0, dtype=torch.long), torch.zeros(0, frames, joints, 3),
+                         torch.zeros(0, frames, joints, 1))
+    return ClipNoise(torch.cat(ts), torch.stack(dirs), torch.stack(lens))
+
+
+class GlobalDropPath:
+    """A drop-path mask provider (``ddhpose.model.layers.MaskFn``) that draws masks for the whole
+    global batch and returns this rank's rows.
+
+    Drop-path inputs are clip-major: (B'·F, J, C) in spatial blocks and (B'·J, F, C) in temporal
+    blocks, B' = local clips. For a mask of N rows this draws ``global_clips · N / local_clips``
+    Bernoulli(keep) values and keeps rows ``[offset · N/local, (offset + local) · N/local)``, so the
+    masks a clip receives do not depend on the rank split. Call :meth:`set_batch` before each
+    forward pass.
+    """
+
+    def __init__(self) -> None:
+        self.gen: torch.Generator | None = None
+        self.global_clips = 0
+        self.offset = 0
+        self.local_clips = 0
+
+    def start_epoch(self, seed: int, epoch: int) -> None:
+        self.gen = seeded_generator(seed, epoch, _DROP_PATH_STREAM)
+
+    def set_batch(self, global_clips: int, offset: int, local_clips: int) -> None:
+        self.global_clips, self.offset, self.local_clips = global_clips, offset, local_clips
+
+    def __call__(self, shape: tuple[int, ...], keep: float, x: Tensor) -> Tensor:
+        if self.gen is None or self.local_clips <= 0:
+            raise RuntimeError("GlobalDropPath used before start_epoch()/set_batch()")
+        rows = shape[0]
+        if rows % self.local_clips:
+            raise RuntimeError(f"drop-path rows {rows} not a multiple of {self.local_clips} clips")
+        per_clip = rows // self.local_clips
+        full = torch.empty(self.global_clips * per_clip).bernoulli_(keep, generator=self.gen)
+        if keep > 0.0:
+            full.div_(keep)
+        start = self.offset * per_clip
+        mask = full[start:start + rows]
+        return mask.view(shape).to(device=x.device, dtype=x.dtype)
+
+
+def diffusion_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of the diffusion draws of ``epoch`` (0-based)."""
+    return seeded_generator(seed, epoch, _DIFFUSION_STREAM)

@@ -1,0 +1,363 @@
+"""The training loop (spec §6): AdamW, per-epoch lr decay, loss-scaled gradients, DDP, validation,
+checkpoints every epoch and exact resume.
+
+Exactness contract. ``last.pt`` is written (atomically) after every epoch with the model, the
+optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states of every rank, the
+lr, the best metric and the history. Every other random draw of an epoch (diffusion t and noise,
+drop-path masks, validation sampler noise) comes from generators seeded from ``(seed, epoch)``.
+A run killed at any moment and restarted therefore replays the interrupted epoch exactly and ends
+with bit-identical weights (on the same hardware, thread count and world size).
+
+DDP equivalence. ``batch_clips`` is the global batch; each rank takes a contiguous share of it.
+The diffusion draws and drop-path masks are made for the whole global batch on every rank and
+sliced (:mod:`ddhpose.training.draws`), rank losses are weighted by their share of the batch, and
+the loss-scaled gradient uses the all-reduced GLOBAL loss, so the DDP-averaged gradient equals the
+single-process gradient up to float round-off — with drop_path > 0 too.
+
+File writes (rank 0 only): ``epoch_<N>.pt`` (every ``checkpoint_every`` epochs), ``best.pt``
+(validation MPJPE improved; without validation it is the latest epoch), then ``last.pt`` and
+``train_log.csv``; the write order keeps them consistent with ``last.pt`` across crashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddhpose.checkpoint import load_checkpoint, save_checkpoint
+from ddhpose.errors import CheckpointError
+from ddhpose.losses import pose_losses
+from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model.layers import set_drop_path_mask_fn
+from ddhpose.training.batches import TrainBatches, eval_batches
+from ddhpose.training.config import (
+    TRAJECTORY_FIELDS,
+    TrainConfig,
+    TrainResult,
+    coerce_train_config,
+)
+from ddhpose.training.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+    wrap_ddp,
+)
+from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_clip_noise
+from ddhpose.training.progress import progress_bar, write_train_log
+from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
+from ddhpose.training.validate import validation_mpjpe
+
+LogFn = Callable[[dict[str, float], int], None]
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def _note(msg: str) -> None:
+    print(f"train: {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels where torch has them (warn-only where it does not); the previous
+    global settings are restored afterwards."""
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+class _Trainer:
+    """Holds the state of one training call; see :func:`train`."""
+
+    def __init__(
+        self, model_cfg: ModelConfig, cfg: TrainConfig, train_split: Any, val_split: Any,
+        out_dir: Path, info: DistInfo, log_fn: LogFn | None,
+    ) -> None:
+        self.model_cfg, self.cfg, self.info, self.log_fn = model_cfg, cfg, info, log_fn
+        self.out_dir = out_dir
+        self.val_split = val_split
+        self.amp = bool(cfg.amp and info.device.type == "cuda")
+        if cfg.amp and not self.amp and info.is_main:
+            _note("amp requested but the device is not CUDA: training in float32")
+        seed_everything(cfg.seed)
+        self.model = DDHPose(model_cfg, amp=self.amp).to(info.device)
+        self.skel = self.model.skeleton
+        self.drop_path = GlobalDropPath()
+        set_drop_path_mask_fn(self.model, self.drop_path)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+            weight_decay=cfg.weight_decay,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.data = TrainBatches(
+            train_split, self.skel, frames=model_cfg.frames, batch_clips=cfg.batch_clips,
+            flip=cfg.flip_augment, shuffle_seed=cfg.shuffle_seed, num_workers=cfg.num_workers,
+        )
+        self.epoch = 0  # completed epochs
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._val_batches: list[Any] | None = None
+
+    # --- resume ---------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Load ``last.pt`` (rank 0 reads, every rank receives) if it exists."""
+        path = self.out_dir / LAST
+        payload: Any = None
+        if self.info.is_main and path.exists():
+            try:
+                ckpt = load_checkpoint(path, map_location="cpu")
+                self._check_compatible(path, ckpt)
+                payload = ckpt
+            except CheckpointError as exc:
+                payload = ("error", str(exc))
+        payload = broadcast_object(payload, self.info)
+        if payload is None:
+            return
+        if isinstance(payload, tuple):
+            raise CheckpointError(path, payload[1].split(": ", 1)[-1])
+        self._load_state(payload)
+        if self.info.is_main:
+            _note(f"resuming from {path} after epoch {self.epoch}")
+
+    def _check_compatible(self, path: Path, ckpt: dict[str, Any]) -> None:
+        want = dataclasses.asdict(self.model_cfg)
+        have = dict(ckpt.get("model_config") or {})
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {have.get(k)!r} stored vs {want.get(k)!r} requested"
+                              for k in diff)
+            raise CheckpointError(
+                path, f"model config differs from the requested one ({shown}); delete it to "
+                "start a new run or restore the old settings")
+        state = ckpt.get("train_state") or {}
+        stored = state.get("train_config") or {}
+        now = self.cfg.as_dict()
+        diff = [k for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+        if diff:
+            shown = ", ".join(f"train.{k}: {stored[k]!r} stored vs {now[k]!r} requested"
+                              for k in diff)
+            raise CheckpointError(
+                path, f"training settings differ from the interrupted run ({shown}); delete it "
+                "to start a new run or restore the old settings")
+        for key in ("epoch", "lr", "shuffler", "rng", "history"):
+            if key not in state:
+                raise CheckpointError(path, f"train_state lacks '{key}': not a resumable "
+                                      "ddhpose training checkpoint; delete it to start over")
+
+    def _load_state(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["state_dict"], strict=True)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["train_state"]
+        self.epoch = int(state["epoch"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(state["lr"])
+        self.data.set_shuffler_state(state["shuffler"])
+        rng = state["rng"]
+        restore_rng_states(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
+        self.best = state.get("best_mpjpe_mm")
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.history = [dict(r) for r in state["history"]]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    # --- one epoch ------------------------------------------------------------------------------
+
+    def train_epoch(self, net: torch.nn.Module) -> dict[str, float]:
+        """One pass over the shuffled clips; returns frame-weighted mean losses of the epoch."""
+        cfg, info = self.cfg, self.info
+        net.train()
+        gen = diffusion_generator(cfg.seed, self.epoch)
+        self.drop_path.start_epoch(cfg.seed, self.epoch)
+        sums = torch.zeros(4, dtype=torch.float64)
+        clips_seen = 0
+        batches = self.data.epoch(info.rank, info.world_size)
+        bar = progress_bar(batches, total=len(batches), desc=f"epoch {self.epoch + 1}",
+                           enabled=info.is_main, leave=False)
+        for batch in bar:
+            noise = draw_clip_noise(gen, batch.global_clips, self.model_cfg.frames,
+                                    self.skel.num_joints, self.model_cfg.timesteps)
+            local = noise.rows(batch.offset, batch.offset + batch.rows)
+            replay = [x for i in range(batch.rows)
+                      for x in (local.t[i:i + 1], local.eps_dir[i], local.eps_len[i])]
+            self.drop_path.set_batch(batch.global_clips, batch.offset, batch.rows)
+            x2d = batch.x2d.to(info.device, torch.float32)
+            x3d = batch.x3d.to(info.device, torch.float32) * self.model.unit_scale
+            pred = net(x2d, x3d, noise=replay)
+            losses = pose_losses(pred, x3d, self.skel, cfg.w_len, cfg.w_dir)
+            parts = torch.stack([losses[k].detach() for k in ("total", "pos", "length", "dir")])
+            if info.distributed:
+                share = batch.local_clips / batch.global_clips
+                red = all_reduce_sum((parts * share).double(), info)
+                global_total = red[0].to(losses["total"].dtype)
+                local_total = losses["total"] * (share * info.world_size)
+            else:
+                red = parts.double()
+                global_total = losses["total"].detach()
+                local_total = losses["total"]
+            self._step(local_total, global_total)
+            sums += red.cpu() * batch.global_clips
+            clips_seen += batch.global_clips
+            if info.is_main:
+                bar.set_postfix(loss=f"{float(red[0]):.4g}", refresh=False)
+        bar.close()
+        means = (sums / max(clips_seen, 1)).tolist()
+        return dict(zip(("loss_total", "loss_pos", "loss_len", "loss_dir"), means, strict=True))
+
+    def _step(self, local_total: torch.Tensor, global_total: torch.Tensor) -> None:
+        """Backward (gradient scaled by the global loss when ``loss_scaled_grad``) and step."""
+        cfg = self.cfg
+        self.optimizer.zero_grad(set_to_none=True)
+        grad = global_total.detach() if cfg.loss_scaled_grad else None
+        if self.scaler is not None:
+            self.scaler.scale(local_total).backward(grad)
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        local_total.backward(grad)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+
+    def validate(self) -> float:
+        if self._val_batches is None:
+            self._val_batches = eval_batches(self.val_split, self.skel, self.model_cfg.frames,
+                                             self.cfg.eval_batch_clips)
+        return validation_mpjpe(self.model, self._val_batches, root=self.skel.root,
+                                seed=self.cfg.seed, epoch=self.epoch, info=self.info)
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def save(self, improved: bool) -> None:
+        """Gather every rank's RNG state; rank 0 writes the checkpoints and the CSV."""
+        rng = all_gather_objects(capture_rng_states(), self.info)
+        if not self.info.is_main:
+            return
+        state = {
+            "epoch": self.epoch, "lr": self.lr, "shuffler": self.data.shuffler_state(),
+            "rng": rng, "best_mpjpe_mm": self.best, "best_epoch": self.best_epoch,
+            "history": self.history, "train_config": self.cfg.as_dict(),
+            "world_size": self.info.world_size,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+        meta = {"kind": "ddhpose-train", "epoch": self.epoch}
+        n = self.cfg.checkpoint_every
+        if n and self.epoch % n == 0:
+            save_checkpoint(self.out_dir / f"epoch_{self.epoch}.pt", self.model,
+                            train_state=state, metadata=meta)
+        if improved:
+            save_checkpoint(self.out_dir / BEST, self.model, train_state=state, metadata=meta)
+        save_checkpoint(self.out_dir / LAST, self.model, optimizer=self.optimizer,
+                        train_state=state, metadata=meta)
+        write_train_log(self.out_dir / "train_log.csv", self.history)
+
+    def result(self, epochs_run: int) -> TrainResult:
+        return TrainResult(
+            best_path=self.out_dir / BEST, last_path=self.out_dir / LAST,
+            best_val_mpjpe_mm=self.best, best_epoch=self.best_epoch, epochs_run=epochs_run,
+            epochs_done=self.epoch, history=[dict(r) for r in self.history],
+        )
+
+    def run(self, resume: bool) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        barrier(info)
+        if resume:
+            self.resume()
+            if info.is_main and self.history:  # heal a log that missed the last checkpoint
+                write_train_log(self.out_dir / "train_log.csv", self.history)
+        elif info.is_main and (self.out_dir / LAST).exists():
+            _note(f"resume disabled: overwriting {self.out_dir / LAST}")
+        if self.epoch >= cfg.epochs:
+            return self.result(0)
+        net = wrap_ddp(self.model, info)
+        start = self.epoch
+        bar = progress_bar(total=cfg.epochs, initial=start, desc="training",
+                           enabled=info.is_main)
+        while self.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            lr_used = self.lr
+            losses = self.train_epoch(net)
+            val = self.validate() if cfg.validate else float("nan")
+            for group in self.optimizer.param_groups:
+                group["lr"] *= cfg.lr_decay
+            self.epoch += 1
+            improved = not cfg.validate or (
+                not np.isnan(val) and (self.best is None or val < self.best))
+            if improved:
+                self.best = val if cfg.validate else None
+                self.best_epoch = self.epoch
+            row = {"epoch": self.epoch, "lr": lr_used, **losses, "val_mpjpe_mm": val,
+                   "seconds": time.perf_counter() - t0}
+            self.history.append(row)
+            self.save(improved)
+            if info.is_main and self.log_fn is not None:
+                metrics = {k: float(v) for k, v in row.items()
+                           if k != "epoch" and not np.isnan(v)}
+                self.log_fn(metrics, self.epoch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss_total']:.4g}",
+                            val=f"{val:.2f}" if cfg.validate else "-", refresh=False)
+        bar.close()
+        return self.result(self.epoch - start)
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: Any,
+    train_split: Any,
+    val_split: Any,
+    out_dir: Path,
+    *,
+    log_fn: LogFn | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train DDHPose on ``train_split`` and write checkpoints to ``out_dir``.
+
+    ``train_cfg`` is a :class:`TrainConfig` or any object/dict with its field names (e.g.
+    ``TrainParams``). ``train_split`` / ``val_split`` are ``ProcessedSplit``s (``val_split`` may
+    be None when ``validate`` is False). Run under torchrun for DDP (see
+    :mod:`ddhpose.training.distributed`). ``log_fn(metrics, epoch)`` is called on rank 0 after
+    every epoch. With ``resume`` and an existing ``out_dir/last.pt`` training continues from it
+    (refused with CheckpointError when it is corrupt or its settings differ); a finished run
+    returns its result without training.
+    """
+    cfg = coerce_train_config(train_cfg)
+    if cfg.validate and val_split is None:
+        cfg = dataclasses.replace(cfg, validate=False)
+        _note("no validation split given: validation disabled (best.pt = last epoch)")
+    info = init_distributed(cfg.device)
+    with _deterministic(info.device):
+        trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn)
+        result = trainer.run(resume)
+    shutdown_distributed(info)
+    return result
