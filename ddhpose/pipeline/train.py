@@ -10,6 +10,7 @@ cache); only ``train.epochs`` (and bookkeeping keys) may change and continue the
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
     last = paths.models / "last.pt"
-    if last.is_file():
+    if last.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         try:
             reason = stale_run_reason(last, cfg, params.train)
         except CheckpointError as exc:
@@ -79,7 +80,9 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     for name in ("best.pt", "last.pt", "train_log.csv"):
         if (paths.models / name).is_file():
             tracker.log_artifact(paths.models / name, "models")
-    if result.best_val_mpjpe_mm is not None:
-        tracker.log_metrics({"best_val_mpjpe_mm": float(result.best_val_mpjpe_mm)}, also_parent=True)
+    best = result.best_val_mpjpe_mm
+    if best is not None:
+        tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
     print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
-          f"{result.best_val_mpjpe_mm} mm -> {paths.models}")
+          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}) -> "
+          f"{paths.models}")
