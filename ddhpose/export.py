@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.evaluation.h36m import clip_starts
 from ddhpose.io import atomic_open
 
 # Official file suffix -> our aggregation name (oracles named as such).
@@ -58,28 +57,6 @@ def from_mat_layout(arr: Any) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[0] != 3:
         raise ValueError(f"expected (3, J, N, K), got {arr.shape}")
     return arr.transpose(2, 3, 1, 0)
-
-
-def stitch_clips(clip_poses: Any, n_frames: int) -> np.ndarray:
-    """Reassemble per-clip poses into a sequence; the last clip overwrites the overlap (§8.3).
-
-    Args:
-        clip_poses: (n_clips, K, F, J, 3) poses of the clips of :func:`clip_starts` order.
-        n_frames: N, the sequence length (N < F: the padding frames are dropped).
-    Returns:
-        (N, K, J, 3).
-    """
-    clips = np.asarray(clip_poses)
-    n_clips, k, f = clips.shape[:3]
-    starts = clip_starts(n_frames, f)
-    if len(starts) != n_clips:
-        raise ValueError(
-            f"{n_frames} frames in clips of {f} need {len(starts)} clips, got {n_clips}"
-        )
-    out = np.empty((max(n_frames, f), k, *clips.shape[3:]), dtype=clips.dtype)
-    for start, clip in zip(starts, clips, strict=True):
-        out[start : start + f] = clip.swapaxes(0, 1)
-    return out[:n_frames]
 
 
 def validate_inference(arrays: dict[str, Any], path: Any = None) -> dict[str, np.ndarray]:
@@ -170,7 +147,6 @@ __all__ = [
     "from_mat_layout",
     "inference_mat_name",
     "read_inference",
-    "stitch_clips",
     "to_mat_layout",
     "validate_inference",
     "write_inference_mat",

@@ -18,7 +18,6 @@ from ddhpose.evaluation.mpi3dhp import (
 from ddhpose.export import (
     from_mat_layout,
     read_inference,
-    stitch_clips,
     to_mat_layout,
     write_inference_mats,
 )
@@ -158,16 +157,6 @@ def test_mat_export_rejects_bad_arrays(tmp_path):
     np.savez(tmp_path / "none.npz", foo=np.zeros(3))
     with pytest.raises(DataError, match=r"no TS1\.\.TS6"):
         read_inference(tmp_path / "none.npz")
-
-
-def test_stitch_clips_last_clip_overwrites_overlap():
-    n, f = 10, 4  # clips start at 0, 4, 6
-    clips = np.zeros((3, 1, f, 1, 3))
-    for c in range(3):
-        clips[c] = c
-    seq = stitch_clips(clips, n)
-    assert seq.shape == (n, 1, 1, 3)
-    assert seq[:, 0, 0, 0].tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
 
 
 def test_cli_runs_on_fixture(mpi3dhp_fixture_dir, tmp_path, capsys):

@@ -1,61 +1,22 @@
-"""Human3.6M protocol: clip cutting, frame weighting (overlap counted twice), action groups."""
+"""Human3.6M protocol: frame weighting (overlap counted twice), action groups, tables.
+
+(The clip cutting itself is tested in test_clips.py.)"""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pytest
 
-from ddhpose.evaluation.h36m import (
-    ProtocolAccumulator,
-    action_group,
-    batch_slices,
-    clip_starts,
-    cut_clips,
-    sequence_batches,
-    write_tables,
-)
-
-
-def test_clip_starts():
-    assert clip_starts(10, 4).tolist() == [0, 4, 6]  # last clip = last 4 frames
-    assert clip_starts(8, 4).tolist() == [0, 4]  # F divides N: no overlap
-    assert clip_starts(3, 4).tolist() == [0]  # shorter than F: one padded clip
-    assert clip_starts(243 * 2 + 1, 243).tolist() == [0, 243, 244]
-
-
-def test_cut_clips_pads_short_sequences_by_repeating_the_last_frame():
-    x = np.arange(3)[:, None] * np.ones((1, 2))
-    clips = cut_clips(x, 5)
-    assert clips.shape == (1, 5, 2)
-    assert clips[0, :, 0].tolist() == [0, 1, 2, 2, 2]
-    clips = cut_clips(np.arange(10), 4)
-    assert clips.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [6, 7, 8, 9]]
-
-
-def test_batch_slices():
-    assert [(s.start, s.stop) for s in batch_slices(5, 2)] == [(0, 2), (2, 4), (4, 5)]
-    with pytest.raises(ValueError):
-        batch_slices(3, 0)
+from ddhpose.data.clips import sequence_eval_clips
+from ddhpose.evaluation.h36m import ProtocolAccumulator, action_group, write_tables
+from ddhpose.skeleton import H36M17
 
 
 def test_action_group():
     assert action_group("Walking 1") == "Walking"
     assert action_group("SittingDown") == "SittingDown"
     assert action_group("WalkDog 2") == "WalkDog"
-
-
-def test_sequence_batches_split_trajectory_and_zero_root():
-    n, j = 10, 17
-    pos3d = np.random.default_rng(0).normal(size=(n, j, 3))
-    pos2d = np.zeros((n, j, 2))
-    batches = list(sequence_batches(pos2d, pos3d, frames=4, batch_clips=2))
-    assert [len(b.starts) for b in batches] == [2, 1]
-    last = batches[-1]
-    np.testing.assert_array_equal(last.traj[0, :, 0], pos3d[6:10, 0])
-    assert (last.gt[..., 0, :] == 0).all()
-    np.testing.assert_array_equal(last.gt[0, :, 1:], pos3d[6:10, 1:])
 
 
 def test_frame_weighting_counts_overlap_twice():
@@ -65,11 +26,15 @@ def test_frame_weighting_counts_overlap_twice():
     gt_seq[:, 0, 2] = 5.0  # root trajectory
     pred_err = np.arange(n) / 1000.0
     acc = ProtocolAccumulator(protocol2=False)
-    for batch in sequence_batches(np.zeros((n, j, 2)), gt_seq, f, batch_clips=2):
-        pred = batch.gt[:, None, None].copy()  # (b, 1, 1, F, J, 3)
-        frames = batch.starts[:, None] + np.arange(f)
-        pred[:, 0, 0, :, 3, 0] += pred_err[frames]
-        acc.add("Walking 1", pred, batch.gt, batch.traj, batch.x2d, np.array([1.0] * 2 + [0] * 7))
+    traj = gt_seq[:, 0].copy()
+    gt_seq[:, 0] = 0
+    clips = sequence_eval_clips(np.zeros((n, j, 2)), gt_seq, f, H36M17, traj=traj)
+    for lo in range(0, len(clips.starts), 2):  # batches of 2 clips
+        sl = slice(lo, lo + 2)
+        pred = clips.x3d[sl][:, None, None].copy()  # (b, 1, 1, F, J, 3)
+        pred[:, 0, 0, :, 3, 0] += pred_err[clips.frame_index[sl]]
+        acc.add("Walking 1", pred, clips.x3d[sl], clips.traj[sl][:, :, None], clips.x2d[sl],
+                np.array([1.0] * 2 + [0] * 7))
     clip_frames = [0, 1, 2, 3, 4, 5, 6, 7, 6, 7, 8, 9]  # frames 6 and 7 twice
     expected = np.mean(clip_frames) / j
     table = acc.table()

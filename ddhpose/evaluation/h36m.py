@@ -1,18 +1,16 @@
-"""The Human3.6M evaluation protocol (spec §7.1-7.3): clips, batches, frame-weighted averages.
+"""The Human3.6M evaluation protocol (spec §7.2-7.3): frame-weighted averages per action.
 
-Each test sequence (one subject / action / camera) of N frames is cut into ``ceil(N / F)`` clips:
-non-overlapping F-frame clips plus one final clip made of the **last F frames** (its overlap with
-the previous clip is scored twice, as the reference does). Clips are scored in consecutive
-batches of ``batch_clips`` (reference ``-b 4``), every batch with the four aggregations of
-:mod:`ddhpose.aggregate`. Per action group (the name before the first space) the error is the
-frame-weighted mean over batches; the headline is the unweighted mean over action groups, for every
-aggregation, protocol and DDIM step.
+Each test sequence (one subject / action / camera) of N frames is cut into ``ceil(N / F)`` clips
+by :func:`ddhpose.data.clips.sequence_eval_clips` (non-overlapping F-frame clips plus the **last F
+frames**, whose overlap with the previous clip is scored twice, as the reference does). Clips are
+scored in consecutive batches of ``batch_clips`` (reference ``-b 4``), every batch with the four
+aggregations of :mod:`ddhpose.aggregate`. Per action group (the name before the first space)
+the error is the frame-weighted mean over batches; the headline is the unweighted mean over
+action groups, for every aggregation, protocol and DDIM step.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,80 +20,6 @@ import pandas as pd
 
 from ddhpose.aggregate import AGGREGATIONS, ORACLE, aggregate_batch
 from ddhpose.io import atomic_open, write_json
-
-# --- clips ----------------------------------------------------------------------------------------
-
-
-def clip_starts(n_frames: int, frames: int) -> np.ndarray:
-    """Start frame of every clip: ``i·F`` for all but the last clip, ``N − F`` for the last.
-
-    A sequence shorter than F gives one clip starting at 0 (it is right-padded, see
-    :func:`cut_clips`). Returns (n_clips,) int64.
-    """
-    if n_frames < 1 or frames < 1:
-        raise ValueError(f"need n_frames >= 1 and frames >= 1, got {n_frames}, {frames}")
-    n_clips = math.ceil(n_frames / frames)
-    starts = np.arange(n_clips, dtype=np.int64) * frames
-    starts[-1] = max(n_frames - frames, 0)
-    return starts
-
-
-def pad_sequence(x: np.ndarray, frames: int) -> np.ndarray:
-    """Right-pad a sequence (N, ...) to ``frames`` by repeating its last frame (no-op if N >= F)."""
-    n = x.shape[0]
-    if n >= frames:
-        return x
-    return np.concatenate([x, np.repeat(x[-1:], frames - n, axis=0)], axis=0)
-
-
-def cut_clips(x: Any, frames: int) -> np.ndarray:
-    """Cut a sequence (N, ...) into clips (n_clips, F, ...) as the protocol does."""
-    x = pad_sequence(np.asarray(x), frames)
-    starts = clip_starts(x.shape[0], frames)
-    return np.stack([x[s : s + frames] for s in starts])
-
-
-def batch_slices(n_clips: int, batch_clips: int) -> list[slice]:
-    """Consecutive batches of ``batch_clips`` clips (the last one may be smaller)."""
-    if batch_clips < 1:
-        raise ValueError(f"batch_clips must be >= 1, got {batch_clips}")
-    return [slice(i, min(i + batch_clips, n_clips)) for i in range(0, n_clips, batch_clips)]
-
-
-@dataclass(frozen=True)
-class ClipBatch:
-    """One batch of clips of a sequence, ready for the sampler and the aggregations.
-
-    Attributes:
-        x2d: (b, F, J, 2) network input. gt: (b, F, J, 3) root-relative 3D, root zeroed.
-        traj: (b, F, 1, 3) camera-space root trajectory. starts: (b,) clip start frames.
-    """
-
-    x2d: np.ndarray
-    gt: np.ndarray
-    traj: np.ndarray
-    starts: np.ndarray
-
-
-def sequence_batches(
-    pos_2d: Any, pos_3d: Any, frames: int, batch_clips: int = 4, root: int = 0
-) -> Iterator[ClipBatch]:
-    """Clip and batch one sequence.
-
-    Args:
-        pos_2d: (N, J, 2) 2D input. pos_3d: (N, J, 3) 3D with the absolute root in slot ``root``
-            and the other joints root-relative (the preprocessed layout).
-    """
-    pos_2d, pos_3d = np.asarray(pos_2d), np.asarray(pos_3d)
-    if pos_2d.shape[0] != pos_3d.shape[0]:
-        raise ValueError(f"2D has {pos_2d.shape[0]} frames but 3D has {pos_3d.shape[0]}")
-    starts = clip_starts(pos_3d.shape[0], frames)
-    x2d, x3d = cut_clips(pos_2d, frames), cut_clips(pos_3d, frames)
-    traj = x3d[:, :, root : root + 1].copy()
-    gt = x3d.copy()
-    gt[:, :, root] = 0
-    for sl in batch_slices(len(starts), batch_clips):
-        yield ClipBatch(x2d=x2d[sl], gt=gt[sl], traj=traj[sl], starts=starts[sl])
 
 
 def action_group(action: str) -> str:
@@ -219,14 +143,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
 
 __all__ = [
     "TABLE_COLUMNS",
-    "ClipBatch",
-    "ProtocolAccumulator",
+        "ProtocolAccumulator",
     "action_group",
-    "batch_slices",
-    "clip_starts",
-    "cut_clips",
-    "pad_sequence",
-    "sequence_batches",
     "summarize",
     "write_tables",
 ]
