@@ -1,0 +1,139 @@
+"""``ddhpose infer --checkpoint CKPT --keypoints FILE --out OUT.npz``: lift your own 2D keypoints
+to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content:
+
+- ``poses_3d`` (T, 17, 3) metres, root joint = 0 (Human3.6M-17 order, camera axes);
+- ``layout`` ("h36m17"), ``keypoints_2d`` (T, 17, 2) the input in pixels after conversion and
+  gap filling, ``image_size`` [w, h], ``spread`` (T, 17) metres (std over hypotheses);
+- ``hypotheses`` (T, H, 17, 3) metres with ``--save-hypotheses``;
+- ``root_translation`` (T, 3) metres and ``intrinsic_px`` (9,) with ``--aggregate j_agg``;
+- settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``checkpoint``,
+  ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ddhpose.keypoints import Keypoints
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="model checkpoint (ours, or an authors' .bin)")
+    parser.add_argument("--keypoints", required=True, metavar="FILE",
+                        help="2D keypoints in pixels (.npz, .json or .csv; see ddhpose.keypoints)")
+    parser.add_argument("--out", required=True, metavar="OUT",
+                        help="output .npz (a .json with the same content is written next to it)")
+    parser.add_argument("--layout", choices=("h36m17", "coco17"), default=None,
+                        help="keypoint layout when the file does not store it")
+    parser.add_argument("--image-size", nargs=2, type=float, metavar=("W", "H"), default=None,
+                        help="image width and height in pixels (overrides the file's)")
+    parser.add_argument("--hypotheses", type=int, default=1, metavar="H",
+                        help="number of hypotheses H (default 1)")
+    parser.add_argument("--steps", type=int, default=1, metavar="K",
+                        help="DDIM steps K (default 1)")
+    parser.add_argument("--aggregate", choices=("p_agg", "j_agg"), default="p_agg",
+                        help="hypothesis aggregation (default p_agg, the mean pose)")
+    parser.add_argument("--focal", type=float, default=None, metavar="PX",
+                        help="focal length in pixels for j_agg (default 1.2 x image width)")
+    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="C",
+                        help="keypoints with confidence below C count as missing (default 0)")
+    parser.add_argument("--save-hypotheses", action="store_true",
+                        help="also store all hypotheses (T, H, 17, 3)")
+    parser.add_argument("--batch-windows", type=int, default=4, metavar="N",
+                        help="windows of F frames per sampler call (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+
+
+def _check(args: argparse.Namespace) -> None:
+    from ddhpose.errors import DataError
+
+    if Path(args.out).suffix.lower() != ".npz":
+        raise DataError(args.out, "--out must end in .npz")
+    for name in ("hypotheses", "steps", "batch_windows"):
+        if getattr(args, name) < 1:
+            raise DataError(None, f"--{name.replace('_', '-')} must be >= 1")
+    if args.focal is not None and not (np.isfinite(args.focal) and args.focal > 0):
+        raise DataError(None, f"--focal must be a positive number of pixels, got {args.focal}")
+
+
+def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
+    """``args.keypoints`` read with ``args.layout``/``image_size``/``min_confidence``; the gap
+    filling warning is printed as one ``ddhpose COMMAND: warning: ...`` line on stderr."""
+    from ddhpose.keypoints import MissingKeypointsWarning, load_keypoints
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingKeypointsWarning)
+        kps = load_keypoints(args.keypoints, args.layout,
+                             None if args.image_size is None else tuple(args.image_size),
+                             min_confidence=getattr(args, "min_confidence", 0.0))
+    for w in caught:
+        if issubclass(w.category, MissingKeypointsWarning):
+            print(f"ddhpose {command}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return kps
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ddhpose.checkpoint import load_model
+    from ddhpose.errors import DataError
+    from ddhpose.infer import default_intrinsic, infer
+    from ddhpose.io import atomic_path, write_json
+
+    _check(args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise DataError(None, "--device cuda was asked for but CUDA is not available")
+    kps = read_keypoints(args, "infer")
+    model = load_model(args.checkpoint, map_location=args.device).to(args.device)
+    if model.skeleton.name != "h36m17":
+        raise DataError(args.checkpoint, f"infer needs a Human3.6M (h36m) model, this checkpoint "
+                                         f"holds a '{model.config.dataset}' model")
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    intrinsic = (default_intrinsic(kps.image_size, args.focal)
+                 if args.aggregate == "j_agg" else None)
+    res = infer(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
+                aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
+                batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses)
+
+    content: dict[str, object] = {
+        "poses_3d": res.poses_3d,
+        "layout": kps.layout,
+        "keypoints_2d": kps.xy.astype(np.float32),
+        "image_size": np.asarray(kps.image_size, dtype=np.float64),
+        "spread": res.spread,
+        "aggregate": res.aggregate,
+        "num_hypotheses": args.hypotheses,
+        "steps": args.steps,
+        "seed": args.seed,
+        "checkpoint": str(args.checkpoint),
+        "keypoints_file": str(args.keypoints),
+        "source_layout": kps.source_layout,
+        "filled": kps.filled,
+    }
+    if res.hypotheses is not None:
+        content["hypotheses"] = res.hypotheses
+    if res.root_translation is not None:
+        content["root_translation"] = res.root_translation
+        content["intrinsic_px"] = res.intrinsic_px
+    out = Path(args.out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{k: np.asarray(v) for k, v in content.items()})
+    json_path = out.with_suffix(".json")
+    write_json(json_path, content)
+    t = res.poses_3d.shape[0]
+    print(f"wrote {out} and {json_path}: {t} frames x 17 joints (metres, root-relative), "
+          f"H={args.hypotheses} K={args.steps} {res.aggregate}, {len(res.windows)} window(s) of "
+          f"{res.frames}, mean spread {1000 * float(res.spread.mean()):.1f} mm, "
+          f"{kps.filled} keypoint(s) interpolated")
+    return 0

@@ -1,0 +1,79 @@
+"""``ddhpose render PRED.npz --out FILE.(gif|mp4|png)``: draw an ``ddhpose infer`` output.
+
+The 2D panel shows the prediction file's ``keypoints_2d`` or, with ``--keypoints FILE``, a
+keypoint file (read like ``ddhpose infer`` reads it). All hypotheses are drawn faintly when the
+file holds them (``--save-hypotheses``), else the per-joint ``spread``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pred", metavar="PRED", help="prediction .npz written by ddhpose infer")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output .gif, .mp4 (needs ffmpeg) or .png (a strip of frames)")
+    parser.add_argument("--keypoints", default=None, metavar="FILE",
+                        help="2D keypoints to show instead of the ones stored in PRED")
+    parser.add_argument("--layout", choices=("h36m17", "coco17"), default=None,
+                        help="layout of --keypoints when the file does not store it")
+    parser.add_argument("--image-size", nargs=2, type=float, metavar=("W", "H"), default=None,
+                        help="image size of --keypoints when the file does not store it")
+    parser.add_argument("--fps", type=float, default=25.0, help="playback rate (default 25)")
+    parser.add_argument("--max-frames", type=int, default=150, metavar="N",
+                        help="animate at most N evenly spaced frames (default 150)")
+    parser.add_argument("--title", default=None, help="figure title (default: PRED's name)")
+
+
+def _read_pred(path: Path) -> dict[str, np.ndarray]:
+    from ddhpose.errors import DataError
+
+    if not path.is_file():
+        raise DataError(path, "no such prediction file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise DataError(path, f"unreadable npz ({type(exc).__name__}: {exc})") from exc
+    if "poses_3d" not in data:
+        raise DataError(path, "no 'poses_3d' array: is this a ddhpose infer output?")
+    poses = data["poses_3d"]
+    if poses.ndim != 3 or poses.shape[1:] != (17, 3):
+        raise DataError(path, f"poses_3d must be (T, 17, 3), got {poses.shape}")
+    if "layout" in data and str(data["layout"]) != "h36m17":
+        raise DataError(path, f"layout '{data['layout']}' cannot be drawn (expected h36m17)")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddhpose.commands.infer import read_keypoints
+    from ddhpose.errors import DataError
+    from ddhpose.viz import render_sequence
+
+    pred_path = Path(args.pred)
+    data = _read_pred(pred_path)
+    poses = data["poses_3d"]
+    kp = data.get("keypoints_2d")
+    if args.keypoints is not None:
+        kp = read_keypoints(args, "render").xy
+    if kp is not None and kp.shape != (poses.shape[0], 17, 2):
+        raise DataError(args.keypoints or pred_path,
+                        f"keypoints are {kp.shape}, the prediction has {poses.shape[0]} frames")
+    if args.max_frames < 1 or not args.fps > 0:
+        raise DataError(None, "--fps must be > 0 and --max-frames >= 1")
+    hyp = data.get("hypotheses")
+    spread = data.get("spread")
+    title = args.title
+    if title is None:
+        agg = str(data["aggregate"]) if "aggregate" in data else "?"
+        title = f"{pred_path.name} ({agg}, {poses.shape[0]} frames)"
+    out = render_sequence(poses, args.out, keypoints_2d=kp, hypotheses=hyp,
+                          spread=None if hyp is not None else spread, fps=args.fps,
+                          title=title, max_frames=args.max_frames)
+    print(f"wrote {out}: {poses.shape[0]} frames"
+          f"{' (hypotheses shown)' if hyp is not None else ''}")
+    return 0
