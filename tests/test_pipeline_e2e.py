@@ -1,8 +1,9 @@
 """End to end: a real ``dvc repro`` of the whole pipeline in a temporary copy of the repo.
 
 Tiny configuration (a few short synthetic sequences, a width-16 model, one epoch), a real MLflow
-SQLite store, then: a ``sample.*`` change invalidates only sample/evaluate/export_mat, a no-op
-repro changes nothing, and re-running only ``evaluate`` joins the same MLflow parent run.
+SQLite store, then: re-running only ``evaluate`` joins the same MLflow parent run, a ``train.*``
+change invalidates train, a ``sample.*`` change reruns only sample/evaluate/export_mat, and a
+no-op repro runs nothing. The tests run in file order on one project.
 """
 
 from __future__ import annotations
@@ -89,27 +90,6 @@ def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None
     assert set(metrics["oracle_aggregations"]) == {"p_best_oracle", "j_best_oracle"}
 
 
-def test_param_change_invalidates_only_downstream(project: tuple[Path, dict[str, str]]) -> None:
-    root, env = project
-    status = json.loads(_run([str(BIN / "dvc"), "status", "--json"], root, env) or "{}")
-    assert status == {}, status  # nothing to do right after a repro
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["sample"]["steps"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run([str(BIN / "dvc"), "status", "--json"], root, env)
-    changed = set(json.loads(out[out.index("{"):]))
-    assert changed == {"sample", "evaluate", "export_mat"}, changed
-    params["sample"]["steps"] = 2
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    params["train"]["lr"] = 2.0e-3
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run([str(BIN / "dvc"), "status", "--json"], root, env)
-    changed = set(json.loads(out[out.index("{"):]))
-    assert changed == {"train", "sample", "evaluate", "export_mat"}, changed
-    params["train"]["lr"] = 1.0e-3
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def test_mlflow_holds_one_parent_run_and_evaluate_rejoins(
     project: tuple[Path, dict[str, str]],
 ) -> None:
@@ -145,3 +125,32 @@ def test_mlflow_holds_one_parent_run_and_evaluate_rejoins(
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert metrics["headline"]["aggregation"] == "p_agg"
+
+
+def _status(root: Path, env: dict[str, str]) -> set[str]:
+    out = _run([str(BIN / "dvc"), "status", "--json"], root, env).strip()
+    return set(json.loads(out[out.index("{"):])) if "{" in out else set()
+
+
+def _set_param(root: Path, section: str, key: str, value: object) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_param_change_reruns_only_downstream(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    assert _status(root, env) == set()  # nothing to do after a repro
+    _set_param(root, "train", "lr", 2.0e-3)
+    assert _status(root, env) == {"train"}  # stages whose own deps/params changed
+    _set_param(root, "train", "lr", 1.0e-3)
+    assert _status(root, env) == set()
+    _set_param(root, "sample", "steps", 1)
+    assert _status(root, env) == {"sample"}
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"sample", "evaluate", "export_mat"}, out[-2000:]
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert len(metrics["per_step"]["p1_j_agg"]) == 1
+    out = _run([str(BIN / "dvc"), "repro"], root, env)  # no-op
+    assert not any(f"Running stage '{s}'" in out for s in STAGES), out[-2000:]
