@@ -80,7 +80,8 @@ def run(params: Any, root: Path, tracker: Any) -> None:
 
 
 def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> list[Path]:
-    """Render the first ``eval.render_clips`` test sequences (prediction against ground truth)."""
+    """Render the first ``eval.render_clips`` test sequences (prediction against ground truth)
+    as PNG strips; ``ddhpose render`` makes animations."""
     n = int(params.eval.render_clips)
     if n <= 0:
         return []
@@ -97,7 +98,7 @@ def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> lis
     for seq in list(test.sequences())[:n]:
         lo = int(test.seq_start[seq.index])
         w, h = (int(v) for v in seq.res)
-        path = paths.plots / f"clip_{seq.index:02d}.gif"
+        path = paths.plots / f"clip_{seq.index:02d}.png"  # a strip of frames (fast)
         render_sequence(
             pred.poses[agg][lo:lo + frames, -1], path,
             keypoints_2d=image_coordinates(seq.pose_2d[:frames], w, h),

@@ -3,7 +3,6 @@ aggregate every batch and write ``reports/predictions/{predictions.npz, meta.jso
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,31 +10,31 @@ import torch
 
 from ddhpose.checkpoint import load_model
 from ddhpose.data.processed import file_sha256, load_split
+from ddhpose.errors import ConfigError
 from ddhpose.evaluation.predict import predict_split, save_predictions
 from ddhpose.io import write_json
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.distributed import resolve_device
+from ddhpose.training.progress import progress_bar
 
 
 def run(params: Any, root: Path, tracker: Any) -> None:
     paths = ProjectPaths(root)
     cfg = params.sample
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except ConfigError as exc:
+        raise ConfigError("sample.device", exc.problem) from exc
     split = load_split(paths.split("test"))
     model = load_model(paths.best, dataset=params.data.dataset, map_location="cpu").to(device)
     model.eval()
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-    done = [0]
-
-    def progress(frames: int) -> None:
-        done[0] += frames
-        if sys.stderr.isatty():
-            print(f"\rsample: {done[0]}/{split.num_frames} frames", end="", file=sys.stderr)
-
-    pred = predict_split(
-        model, split, hypotheses=cfg.hypotheses, steps=cfg.steps, batch_clips=cfg.batch_clips,
-        generator=generator, save_hypotheses=cfg.save_hypotheses, progress=progress,
-    )
+    with progress_bar(total=split.num_frames, desc="sample (frames)") as bar:
+        pred = predict_split(
+            model, split, hypotheses=cfg.hypotheses, steps=cfg.steps,
+            batch_clips=cfg.batch_clips, generator=generator,
+            save_hypotheses=cfg.save_hypotheses, progress=bar.update,
+        )
     save_predictions(paths.predictions / "predictions.npz", pred)
     meta = {
         "dataset": split.dataset, "hypotheses": cfg.hypotheses, "steps": cfg.steps,
@@ -49,5 +48,5 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     tracker.log_params({f"sample.{k}": v for k, v in vars(cfg).items()})
     tracker.log_metrics({"sample_seconds": pred.seconds,
                          "sample_frames_per_second": meta["frames_per_second"]})
-    print(f"\nsample: {split.num_frames} frames, H={cfg.hypotheses} K={cfg.steps} in "
+    print(f"sample: {split.num_frames} frames, H={cfg.hypotheses} K={cfg.steps} in "
           f"{pred.seconds:.1f} s on {device} -> {paths.predictions}")
