@@ -13,6 +13,8 @@ module (they would cast the buffers); move it with ``.to(device)`` only.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 from dataclasses import dataclass, fields
 
 import torch
@@ -95,6 +97,11 @@ class DDHPose(nn.Module):
     arithmetic stays float64/float32 outside autocast.
     """
 
+    #: Inference chunk size of one CPU denoiser call in activation elements (tokens × width):
+    #: about one 243-frame clip or ten 27-frame clips of the paper-size model (see
+    #: :meth:`denoise`); small models (e.g. width 64) are not chunked below this size.
+    chunk_elements: int = 4608 * 512
+
     def __init__(self, config: ModelConfig | None = None, *, amp: bool = False) -> None:
         super().__init__()
         self.config = (config or ModelConfig()).validate()
@@ -124,13 +131,58 @@ class DDHPose(nn.Module):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def denoise(self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor) -> Tensor:
+    def denoise(
+        self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """One denoiser call: x2d (B,F,J,2), bone_dir (B,H,F,J,3), bone_len (B,H,F,J,1),
         t (B,) int64 -> x̂0 (B,H,F,J,3) metres (float32). 4-D bone inputs (B,F,J,·) give (B,F,J,3).
+
+        ``dtype`` (e.g. ``torch.bfloat16``): run a cached low-precision copy of the denoiser
+        (:meth:`lowp_denoiser`) on inputs cast to it; the output is cast back to float32.
+
+        Without autograd, CPU calls over many clips run in chunks of about
+        :attr:`chunk_elements` activation elements (clips are independent; smaller working sets
+        stay in cache and run faster — same results up to float32 round-off).
         """
-        with self._autocast(x2d.device):
-            out = self.dir_bone_estimator(x2d, bone_dir, bone_len, t)
-        return out.float()
+        net = self.dir_bone_estimator
+        if dtype is not None and dtype != net.Spatial_pos_embed.dtype:
+            net = self.lowp_denoiser(dtype)
+            x2d, bone_dir, bone_len = x2d.to(dtype), bone_dir.to(dtype), bone_len.to(dtype)
+        if bone_dir.dim() == 4 or torch.is_grad_enabled() or x2d.device.type != "cpu":
+            with self._autocast(x2d.device):
+                return net(x2d, bone_dir, bone_len, t).float()
+        b, h, f, j, _ = bone_dir.shape
+        per = max(1, self.chunk_elements // (f * j * self.config.width))  # clips per chunk
+        if b * h <= per:
+            return net(x2d, bone_dir, bone_len, t).float()
+        out = bone_dir.new_empty((b, h, f, j, 3), dtype=torch.float32)
+        hs = min(h, per)  # hypotheses per chunk, then clips per chunk
+        bs = max(1, per // hs)
+        for b0 in range(0, b, bs):
+            for h0 in range(0, h, hs):
+                bsl, hsl = slice(b0, b0 + bs), slice(h0, h0 + hs)
+                out[bsl, hsl] = net(x2d[bsl], bone_dir[bsl, hsl], bone_len[bsl, hsl], t[bsl])
+        return out
+
+    def lowp_denoiser(self, dtype: torch.dtype) -> HSTDenoiser:
+        """An inference copy of ``dir_bone_estimator`` with parameters in ``dtype`` (eval mode).
+
+        Cached outside the module tree (not in ``state_dict``, not moved by ``.to``); rebuilt
+        whenever a parameter of the original changed (storage or in-place version) or moved.
+        """
+        src = self.dir_bone_estimator
+        key = (dtype, tuple((p.data_ptr(), p._version, p.device) for p in src.parameters()))
+        cached = self.__dict__.get("_lowp_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self.__dict__["_lowp_cache"] = None  # free the old copy before building a new one
+        with torch.no_grad():
+            net = copy.deepcopy(src).to(dtype).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.__dict__["_lowp_cache"] = (key, net)
+        return net
 
     def forward(
         self, x2d: Tensor, x3d: Tensor, noise: NoiseSpec = None,
@@ -157,9 +209,14 @@ class DDHPose(nn.Module):
     def sample(
         self, x2d: Tensor, hypotheses: int = 1, steps: int = 1, noise: NoiseSpec = None,
         generator: torch.Generator | None = None, x2d_flip: Tensor | None = None,
+        dtype: torch.dtype | None = None,
     ) -> Tensor:
         """DDIM sampling with flip TTA (§5.3): x2d (B,F,J,2) -> (B,K,H,F,J,3), metres × unit_scale,
         root NOT zeroed. Runs in eval mode (no drop-path) and restores the previous mode.
+
+        ``dtype=torch.bfloat16`` runs the denoiser in bfloat16 (:meth:`denoise`; faster on CPUs
+        with bfloat16 matmul units, less accurate — see ``reports/bench.md``); the DDIM update
+        stays float32/float64. Default: the parameters' dtype (float32), bit-compatible.
 
         ``x2d_flip`` defaults to x2d with u negated and left/right keypoints swapped. Random draws
         (``noise``/``generator``, see :func:`ddhpose.sampler.ddim_sample` for the order) default
@@ -173,8 +230,10 @@ class DDHPose(nn.Module):
         self.eval()
         try:
             c = self.config
+            denoise = self.denoise if dtype is None else functools.partial(
+                self.denoise, dtype=dtype)
             pred = ddim_sample(
-                self.denoise, x2d, x2d_flip, self.schedule, self.skeleton,
+                denoise, x2d, x2d_flip, self.schedule, self.skeleton,
                 hypotheses=hypotheses, steps=steps, draws=RandomDraws(noise, generator),
                 eta=c.eta, scale=c.scale, clamp=c.clamp,
             )

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ddhpose.errors import ConfigError
-from ddhpose.model.layers import Attention, Block, init_weights
+from ddhpose.model.layers import Attention, Block, add_linear, fused_residuals, init_weights
 from ddhpose.skeleton import Skeleton
 
 XC_LAYOUTS = ("reference", "transpose")
@@ -35,13 +35,17 @@ class SinusoidalEmbedding(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+        # empty, not saved: follows ``module.to(dtype)`` so the output matches the MLP's dtype
+        self.register_buffer("dtype_probe", torch.empty(0), persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:
+        """Computed in float32 from the integer t (bfloat16 cannot hold t = 999), then cast to
+        the module's dtype."""
         half = self.dim // 2
         step = math.log(10000) / (half - 1)
         freqs = torch.exp(torch.arange(half, device=t.device) * -step)
         args = t[:, None] * freqs[None, :]
-        return torch.cat((args.sin(), args.cos()), dim=-1)
+        return torch.cat((args.sin(), args.cos()), dim=-1).to(self.dtype_probe.dtype)
 
 
 class HierarchicalAttention(Attention):
@@ -75,16 +79,18 @@ class HierarchicalAttention(Attention):
             scores[:, :, c, p] = (scores[:, :, c, p] + base) / 2
         return scores
 
-    def forward(self, x: Tensor, xc: Tensor | None = None) -> Tensor:
+    def forward(  # type: ignore[override]
+        self, x: Tensor, xc: Tensor | None = None, project: bool = True
+    ) -> Tensor:
         """x (N, T, C) normalised tokens; xc (N, T, C) normalised child tokens (temporal only)."""
         q, k, v = self.split_qkv(x)
         if self.spatial:
-            return self.attend(q, k, v, edit=True)
+            return self.attend(q, k, v, edit=True, project=project)
         if xc is None:
             raise ValueError("temporal hierarchical attention needs the child-mean feature xc")
         n, t, _ = xc.shape
         kc = self.qkv_xc(xc).reshape(n, t, self.num_heads, self.head_dim).transpose(1, 2)
-        return self.attend(q, k + kc, v)
+        return self.attend(q, k + kc, v, project=project)
 
 
 class HierarchicalBlock(Block):
@@ -110,6 +116,9 @@ class HierarchicalBlock(Block):
     def forward(self, x: Tensor, xc: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """x (N, T, C); xc (N, T, C) raw child tokens for temporal blocks (same norm1 applied)."""
         xcn = None if xc is None or self.spatial else self.norm1(xc)
+        if fused_residuals(self, x):
+            x = add_linear(x, self.attn(self.norm1(x), xcn, project=False), self.attn.proj)
+            return add_linear(x, self.mlp.act(self.mlp.fc1(self.norm2(x))), self.mlp.fc2)
         x = x + self.drop_path(self.attn(self.norm1(x), xcn))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

@@ -148,8 +148,11 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, edit: bool = False) -> Tensor:
-        """softmax(q·kᵀ·scale [edited]) · v, merged back to (N, T, C) and projected."""
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, edit: bool = False, project: bool = True
+    ) -> Tensor:
+        """softmax(q·kᵀ·scale [edited]) · v, merged back to (N, T, C) and projected
+        (``project=False``: not projected, for :func:`add_linear`)."""
         if self.fused and not edit:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
@@ -158,14 +161,42 @@ class Attention(nn.Module):
                 scores = self.edit_scores(scores)
             out = scores.softmax(dim=-1) @ v
         n, _, t, _ = out.shape
-        return self.proj(out.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim))
+        merged = out.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim)
+        return self.proj(merged) if project else merged
 
     def edit_scores(self, scores: Tensor) -> Tensor:  # pragma: no cover - overridden
         return scores
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, project: bool = True) -> Tensor:
         q, k, v = self.split_qkv(x)
-        return self.attend(q, k, v)
+        return self.attend(q, k, v, project=project)
+
+
+def add_linear(x: Tensor, a: Tensor, lin: nn.Linear) -> Tensor:
+    """``x + lin(a)`` as ONE in-place GEMM on a fresh ``x + bias``: x (..., C), a (..., K).
+
+    Saves the bias broadcast copy inside ``addmm`` and the separate residual add (the sum is
+    formed in the order (x + b) + a·Wᵀ instead of x + (a·Wᵀ + b): float32 round-off only).
+    """
+    out = (x + lin.bias) if lin.bias is not None else x.clone()
+    out = out.contiguous()
+    out.view(-1, out.shape[-1]).addmm_(a.reshape(-1, a.shape[-1]), lin.weight.t())
+    return out
+
+
+#: Narrower blocks keep the plain path: their GEMMs are too small for the fusion to pay.
+FUSE_MIN_WIDTH = 256
+
+
+def fused_residuals(block: nn.Module, x: Tensor) -> bool:
+    """Whether ``block`` may use :func:`add_linear`: inference only (no autograd, so training
+    keeps the plain path), width >= :data:`FUSE_MIN_WIDTH`, no autocast."""
+    if torch.is_grad_enabled() or x.shape[-1] < FUSE_MIN_WIDTH:
+        return False
+    try:
+        return not torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device type without autocast (e.g. meta)
+        return True
 
 
 class Block(nn.Module):
@@ -197,6 +228,9 @@ class Block(nn.Module):
         return Attention(dim, num_heads, qkv_bias, fused)
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused_residuals(self, x):
+            x = add_linear(x, self.attn(self.norm1(x), project=False), self.attn.proj)
+            return add_linear(x, self.mlp.act(self.mlp.fc1(self.norm2(x))), self.mlp.fc2)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -207,7 +241,9 @@ __all__ = [
     "DropPath",
     "MaskFn",
     "Mlp",
+    "add_linear",
     "drop_path",
+    "fused_residuals",
     "init_weights",
     "set_drop_path_mask_fn",
     "trunc_normal_",

@@ -1,0 +1,372 @@
+"""Speed benchmark: denoiser forward, DDIM sampling, training step, data loader, matmul peak.
+
+Every throughput is put next to this machine's matmul peak measured in the same run (a large
+square matmul, float32 and bfloat16), because the wall-clock seconds of a shared 2-core machine
+move with its load; and next to the authors' implementation measured on the same kind of machine
+(:data:`REFERENCE`), compared both raw and peak-normalised
+(``normalised_speedup = ref_seconds·ref_peak / (seconds·peak)``, float32 peaks).
+
+FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` on the ``meta`` device
+(exact shapes, no arithmetic; attention is counted as its two matmuls). A sampling call costs
+K denoiser passes over 2·B·H clips (flip pass batched); the element-wise DDIM update is not
+counted. Cases too slow for the budget are *extrapolated*: the time of a measured case with the
+same model and batch is scaled by (H·K)/(H'·K') (the cost is linear in H·K); the output says so.
+
+Entry points: :func:`run_benchmark` (returns the JSON-able dict), :func:`render_markdown`,
+:func:`write_reports`. ``ddhpose bench`` wraps them (:mod:`ddhpose.commands.bench`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddhpose.bench_report import (
+    REFERENCE,
+    annotate,
+    bench_loader,
+    bf16_accuracy,
+    count_flops,
+    machine_info,
+    matmul_peak,
+    peak_memory,
+    render_markdown,
+    time_call,
+)
+from ddhpose.io import atomic_open, write_json
+from ddhpose.losses import pose_losses
+from ddhpose.model import DDHPose, ModelConfig
+
+SCHEMA = "ddhpose-bench/1"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model size: name, width C, depth L, frames F."""
+
+    name: str
+    width: int
+    depth: int
+    frames: int
+
+    def config(self) -> ModelConfig:
+        return ModelConfig(width=self.width, depth=self.depth, frames=self.frames, drop_path=0.0)
+
+
+PAPER_27 = ModelSpec("paper_f27", 512, 8, 27)
+PAPER_243 = ModelSpec("paper_f243", 512, 8, 243)
+DEMO_27 = ModelSpec("demo_f27", 64, 3, 27)
+
+
+@dataclass(frozen=True)
+class SampleCase:
+    """One sampling measurement. ``from_hk`` = (H', K'): time that case and scale by H·K/(H'·K')."""
+
+    model: str
+    batch: int
+    hypotheses: int
+    steps: int
+    from_hk: tuple[int, int] | None = None
+
+
+@dataclass
+class BenchPlan:
+    """What to measure. Build with :func:`quick_plan`, :func:`full_plan` or by hand (tests)."""
+
+    models: list[ModelSpec]
+    sampling: list[SampleCase]
+    denoiser_clips: dict[str, int]
+    training: list[str]  # model names; batch 4 × F
+    dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
+    peak_size: int = 2048
+    loader_frames: int = 200_000
+    budget_s: float = 20.0  # repeat a timing while the total stays under this (max 3 repeats)
+    accuracy: bool = True
+    mode: str = "custom"
+
+
+def _grid(model: str, big: bool) -> list[SampleCase]:
+    heavy = SampleCase(model, 1, 20, 10, (5, 1) if big else (20, 1))
+    return [SampleCase(model, 1, 1, 1), SampleCase(model, 1, 5, 1), heavy]
+
+
+def full_plan() -> BenchPlan:
+    """Grid (H,K) = (1,1), (5,1), (20,10) for the three models plus the reference cases."""
+    sampling = [SampleCase("demo_f27", 1, 1, 1), SampleCase("demo_f27", 1, 5, 1),
+                SampleCase("demo_f27", 1, 20, 10)]
+    sampling += [*_grid("paper_f27", False), SampleCase("paper_f27", 1, 20, 1),
+                 SampleCase("paper_f27", 2, 8, 1)]
+    sampling += [*_grid("paper_f243", True), SampleCase("paper_f243", 2, 1, 1),
+                 SampleCase("paper_f243", 4, 1, 1)]
+    return BenchPlan([DEMO_27, PAPER_27, PAPER_243], sampling,
+                     {"demo_f27": 8, "paper_f27": 8, "paper_f243": 2},
+                     ["demo_f27", "paper_f27", "paper_f243"], mode="full")
+
+
+def quick_plan() -> BenchPlan:
+    """About two minutes on 2 idle cores: demo grid, small paper cases, one F=243 clip."""
+    sampling = [SampleCase("demo_f27", 1, 1, 1), SampleCase("demo_f27", 1, 5, 1),
+                SampleCase("demo_f27", 1, 20, 10, (20, 1)),
+                SampleCase("paper_f27", 1, 1, 1), SampleCase("paper_f27", 1, 5, 1),
+                SampleCase("paper_f27", 1, 20, 10, (5, 1)),
+                SampleCase("paper_f243", 1, 1, 1)]
+    return BenchPlan([DEMO_27, PAPER_27, PAPER_243], sampling,
+                     {"demo_f27": 8, "paper_f27": 4, "paper_f243": 1}, ["demo_f27", "paper_f27"],
+                     loader_frames=50_000, budget_s=8.0, mode="quick")
+
+
+# --- measurement primitives ---------------------------------------------------------------------
+
+
+def _dtype_kw(dtype: str) -> dict[str, torch.dtype]:
+    """float32 = the default call (no keyword); others pass ``dtype=``."""
+    return {} if dtype == "float32" else {"dtype": DTYPES[dtype]}
+
+
+def _inputs(spec: ModelSpec, batch: int, hyp: int, device: torch.device,
+            seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    f = spec.frames
+    return tuple(torch.randn(s, generator=g).to(device) for s in
+                 ((batch, f, 17, 2), (batch, hyp, f, 17, 3), (batch, hyp, f, 17, 1),
+                  (batch, f, 17, 3)))
+
+
+def denoiser_flops(spec: ModelSpec, clips: int) -> int:
+    """FLOPs of one denoiser pass over ``clips`` clips (meta device, eval layout)."""
+    with torch.device("meta"):
+        model = DDHPose(spec.config()).eval()
+        x2d, d, ln, _ = (torch.empty(s) for s in ((clips, spec.frames, 17, 2),
+                         (clips, 1, spec.frames, 17, 3), (clips, 1, spec.frames, 17, 1),
+                         (1,)))
+        t = torch.full((clips,), 999, dtype=torch.long)
+        return count_flops(lambda: model.dir_bone_estimator(x2d, d, ln, t))
+
+
+def training_flops(spec: ModelSpec, batch: int) -> int:
+    """FLOPs of forward + loss + backward of one training batch (meta device)."""
+    with torch.device("meta"):
+        model = DDHPose(spec.config()).train()
+        x2d = torch.empty(batch, spec.frames, 17, 2)
+        x3d = torch.empty(batch, spec.frames, 17, 3)
+
+        def step() -> None:
+            loss = pose_losses(model(x2d, x3d), x3d, model.skeleton)["total"]
+            loss.backward()
+
+        return count_flops(step)
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+class _Runner:
+    """Holds the models, FLOP counts and timings of one :func:`run_benchmark` call."""
+
+    def __init__(self, plan: BenchPlan, device: torch.device, log: Callable[[str], None]) -> None:
+        self.plan, self.device, self.log = plan, device, log
+        self.specs = {m.name: m for m in plan.models}
+        self._models: dict[str, DDHPose] = {}
+        self._flops: dict[tuple[str, int], int] = {}
+        self._sample_times: dict[tuple, dict[str, Any]] = {}
+        self.warm: set[tuple[str, str]] = set()
+        self.dtypes = list(dict.fromkeys(["float32", *plan.dtypes]))
+        self.probes: dict[str, list[float]] = {dt: [] for dt in self.dtypes}
+        n = plan.peak_size
+        g = torch.Generator().manual_seed(0)
+        self._mats = {dt: (torch.randn(n, n, generator=g).to(DTYPES[dt]),
+                           torch.randn(n, n, generator=g).to(DTYPES[dt])) for dt in self.dtypes}
+
+    def probe_peak(self) -> None:
+        """One square matmul per dtype (GFLOP/s) before each case: the peak is the best seen."""
+        for dt, (a, b) in self._mats.items():
+            t0 = time.perf_counter()
+            a @ b
+            self.probes[dt].append(2.0 * a.shape[0] ** 3 / (time.perf_counter() - t0) / 1e9)
+
+    def model(self, name: str) -> DDHPose:
+        if name not in self._models:
+            torch.manual_seed(0)
+            self._models[name] = DDHPose(self.specs[name].config()).to(self.device).eval()
+        return self._models[name]
+
+    def flops(self, name: str, clips: int) -> int:
+        """Denoiser FLOPs per pass over ``clips`` clips (linear in clips: count 1, scale)."""
+        if (name, 1) not in self._flops:
+            self._flops[(name, 1)] = denoiser_flops(self.specs[name], 1)
+        return self._flops[(name, 1)] * clips
+
+    def _timed(self, fn: Callable[[], Any], est_s: float) -> tuple[list[float], dict, str]:
+        self.probe_peak()
+        cheap = est_s * 3 < self.plan.budget_s
+        with peak_memory(self.device) as mem:
+            times = time_call(fn, self.plan.budget_s, warmup=1 if cheap else 0,
+                              max_repeats=3 if cheap else 1)
+        how = (f"median of {len(times)} after 1 warm-up call" if cheap else
+               "1 call (warmed up by the denoiser measurement of the same model and dtype)")
+        return times, mem, how
+
+    def denoiser(self, name: str, dtype: str) -> dict[str, Any]:
+        spec, clips = self.specs[name], self.plan.denoiser_clips[name]
+        model = self.model(name)
+        x2d, d, ln, _ = _inputs(spec, clips, 1, self.device)
+        t = torch.full((clips,), 999, dtype=torch.long, device=self.device)
+        kw = _dtype_kw(dtype)
+
+        def fn() -> Any:
+            with torch.inference_mode():
+                return model.denoise(x2d, d, ln, t, **kw)
+
+        fn()  # warm-up (also builds the low-precision copy)
+        flops = self.flops(name, clips)
+        times, mem, _ = self._timed(fn, flops / 50e9)
+        self.warm.add((name, dtype))
+        sec = float(np.median(times))
+        return {"model": name, "dtype": dtype, "clips": clips, "frames": spec.frames,
+                "seconds": sec, "times": times, "frames_per_s": clips * spec.frames / sec,
+                "gflop": flops / 1e9, **mem}
+
+    def sample_seconds(self, case: SampleCase, dtype: str) -> dict[str, Any]:
+        key = (case.model, case.batch, case.hypotheses, case.steps, dtype)
+        if key in self._sample_times:
+            return self._sample_times[key]
+        spec, model = self.specs[case.model], self.model(case.model)
+        x2d = _inputs(spec, case.batch, 1, self.device)[0]
+        kw = _dtype_kw(dtype)
+
+        def fn() -> Any:
+            torch.manual_seed(0)
+            return model.sample(x2d, case.hypotheses, case.steps, **kw)
+
+        est = self.flops(case.model, 2 * case.batch * case.hypotheses) * case.steps / 50e9
+        times, mem, how = self._timed(fn, est)
+        out = {"seconds": float(np.median(times)), "times": times, "how": how, **mem}
+        self._sample_times[key] = out
+        return out
+
+    def sampling(self, case: SampleCase, dtype: str) -> dict[str, Any]:
+        spec = self.specs[case.model]
+        rec: dict[str, Any] = {"model": case.model, "dtype": dtype, "batch": case.batch,
+                               "frames": spec.frames, "hypotheses": case.hypotheses,
+                               "steps": case.steps}
+        if case.from_hk is None:
+            m = self.sample_seconds(case, dtype)
+            rec.update(m, method="timed")
+        else:
+            h, k = case.from_hk
+            src = SampleCase(case.model, case.batch, h, k)
+            m = self.sample_seconds(src, dtype)
+            factor = case.hypotheses * case.steps / (h * k)
+            rec.update(m, seconds=m["seconds"] * factor, method="extrapolated",
+                       how=f"timed H={h},K={k} ({m['how']}) x {factor:g}")
+            rec.pop("times")
+        passes = 2 * case.batch * case.hypotheses
+        rec["gflop"] = self.flops(case.model, passes) * case.steps / 1e9
+        rec["frames_per_s"] = case.batch * spec.frames / rec["seconds"]
+        rec["denoised_frames_per_s"] = passes * case.steps * spec.frames / rec["seconds"]
+        return rec
+
+    def training(self, name: str) -> dict[str, Any]:
+        spec, batch = self.specs[name], 4
+        torch.manual_seed(0)
+        model = DDHPose(ModelConfig(width=spec.width, depth=spec.depth, frames=spec.frames))
+        model = model.to(self.device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+        x2d, _, _, x3d = _inputs(spec, batch, 1, self.device)
+        x3d = x3d * 0.2
+        x3d[..., 0, :] = 0.0
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            loss = pose_losses(model(x2d, x3d), x3d, model.skeleton)["total"]
+            loss.backward()
+            opt.step()
+
+        flops = training_flops(spec, batch)
+        times, mem, how = self._timed(step, flops / 40e9)
+        if "1 call" in how:
+            how = "1 call, no warm-up (includes first-call setup)"
+        sec = float(np.median(times))
+        return {"model": name, "dtype": "float32", "batch": batch, "frames": spec.frames,
+                "seconds": sec, "times": times, "how": how, "gflop": flops / 1e9,
+                "frames_per_s": batch * spec.frames / sec, **mem}
+
+
+def run_benchmark(plan: BenchPlan, threads: int = 2, device: str = "cpu",
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure everything in ``plan``; returns the bench.json content."""
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    run = _Runner(plan, dev, log)
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "mode": plan.mode, "machine": machine_info(threads), "reference": REFERENCE,
+        "plan": {"models": [asdict(m) for m in plan.models], "dtypes": plan.dtypes,
+                 "budget_s": plan.budget_s},
+        "peak": {}, "denoiser": [], "sampling": [], "training": [],
+    }
+    dtypes = list(dict.fromkeys(["float32", *plan.dtypes]))
+    first = {dt: matmul_peak(DTYPES[dt], plan.peak_size) for dt in dtypes}
+    log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v['gflops_best']:.0f}"
+                                             for k, v in first.items()))
+    for spec in plan.models:
+        for dt in plan.dtypes:
+            rec = run.denoiser(spec.name, dt)
+            log(f"denoiser {spec.name} {dt}: {rec['seconds']:.3f} s, "
+                f"{rec['frames_per_s']:.0f} frames/s")
+            result["denoiser"].append(rec)
+    for case in plan.sampling:
+        for dt in plan.dtypes:
+            rec = run.sampling(case, dt)
+            log(f"sample {case.model} B={case.batch} H={case.hypotheses} K={case.steps} {dt}: "
+                f"{rec['seconds']:.2f} s ({rec['method']})")
+            result["sampling"].append(rec)
+    for name in plan.training:
+        rec = run.training(name)
+        log(f"train step {name} 4x{rec['frames']}: {rec['seconds']:.2f} s")
+        result["training"].append(rec)
+    result["data_loader"] = bench_loader(plan.loader_frames)
+    log(f"data loader: {result['data_loader']['frames_per_s']:.0f} frames/s")
+    if plan.accuracy and "bfloat16" in plan.dtypes:
+        big = "paper_f27" if "paper_f27" in run.specs else plan.models[0].name
+        result["bf16_accuracy"] = bf16_accuracy(run.model(big), dev)
+    last = {dt: matmul_peak(DTYPES[dt], plan.peak_size) for dt in dtypes}
+    for dt in dtypes:
+        probes = run.probes[dt]
+        best = max([first[dt]["gflops_best"], last[dt]["gflops_best"], *probes])
+        result["peak"][dt] = {"gflops": best, "start": first[dt], "end": last[dt],
+                              "probes_gflops": probes,
+                              "probes_median": float(np.median(probes)) if probes else None}
+    result["machine"]["load_avg_end"] = list(os.getloadavg())
+    result["machine"]["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["gflop_per_clip_pass_f243"] = denoiser_flops(PAPER_243, 1) / 1e9
+    result["notes"] = [
+        "extrapolated rows: the time of the named measured case scaled by H·K/(H'·K') (the "
+        "cost is linear in H·K; larger batches run slightly more efficiently, so this leans "
+        "pessimistic)",
+        "heavy cases are timed once after the denoiser measurement of the same model and dtype "
+        "warmed it up; cheap ones are the median of up to 3 calls after a warm-up call",
+        "peak RSS: whole process (all models built so far stay resident), polled every 10 ms",
+    ]
+    result["wall_seconds"] = time.perf_counter() - started
+    annotate(result)
+    return result
+
+
+def write_reports(result: dict[str, Any], out_dir: str | Path = "reports") -> tuple[Path, Path]:
+    """Write ``bench.json`` and ``bench.md`` atomically into ``out_dir``."""
+    out = Path(out_dir)
+    write_json(out / "bench.json", result)
+    with atomic_open(out / "bench.md", "w", encoding="utf-8") as fh:
+        fh.write(render_markdown(result))
+    return out / "bench.json", out / "bench.md"

@@ -1,0 +1,324 @@
+"""Parts of the benchmark (:mod:`ddhpose.bench`): measurement primitives (timing, peak RSS,
+FLOP counting, matmul peak), the reference numbers, bf16 accuracy, data-loader speed and the
+markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ddhpose.model import DDHPose, ModelConfig
+
+
+class RssSampler:
+    """Peak resident set size of this process while active (a 10 ms polling thread; psutil)."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _rss(self) -> int:
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self._rss()
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                self.peak = max(self.peak, self._rss())
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Yields a dict filled on exit: ``peak_rss_mb`` (process), ``cuda_max_allocated_mb``."""
+    out: dict[str, float] = {}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with RssSampler() as s:
+        yield out
+    out["peak_rss_mb"] = s.peak / 2**20
+    if device.type == "cuda":
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def time_call(fn: Callable[[], Any], budget_s: float, warmup: int = 1,
+              max_repeats: int = 3) -> list[float]:
+    """Seconds of ``fn()`` after ``warmup`` calls; repeated (≤ max_repeats) within ``budget_s``."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while len(times) < max_repeats:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if sum(times) * (len(times) + 1) / len(times) > budget_s:
+            break
+    return times
+
+
+def _addmm_flops(self_shape: Any, a_shape: Any, b_shape: Any, out_shape: Any = None,
+                 **_: Any) -> int:
+    """addmm(_) FLOPs: 2·n·k·m for a (n, k) @ (k, m) product."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Total FLOPs (multiply-add = 2) of ``fn()`` counted by FlopCounterMode (plus the in-place
+    ``addmm_`` of the fused residual GEMMs, which its registry lacks)."""
+    extra = {torch.ops.aten.addmm_: _addmm_flops}
+    with FlopCounterMode(display=False, custom_mapping=extra) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best-of / median GFLOP/s of an n×n @ n×n matmul in ``dtype`` (2n³ FLOPs)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    times = time_call(lambda: a @ b, budget_s=1e9, warmup=2, max_repeats=repeats)
+    flops = 2.0 * n**3
+    return {"gflops_best": flops / min(times) / 1e9,
+            "gflops_median": flops / float(np.median(times)) / 1e9, "n": n}
+
+
+
+# The authors' implementation on this kind of machine (2 cores, torch 2.13 CPU, 2 threads),
+# paper-size model, sampling with its flip pass, one timed call after a warm-up.
+REFERENCE: dict[str, Any] = {
+    "peak_gflops": {"float32": 130.0, "bfloat16": 364.0},
+    "gflop_per_clip_pass_f243": 317.0,
+    "sampling": [
+        {"batch": 4, "frames": 243, "hypotheses": 1, "steps": 1, "seconds": 39.2, "gflops": 65.0},
+        {"batch": 2, "frames": 243, "hypotheses": 1, "steps": 1, "seconds": 15.0, "gflops": None},
+        {"batch": 1, "frames": 27, "hypotheses": 20, "steps": 1, "seconds": 17.4, "gflops": 75.0},
+        {"batch": 2, "frames": 27, "hypotheses": 8, "steps": 1, "seconds": 10.8, "gflops": 97.0},
+    ],
+}
+
+
+
+
+def bench_loader(total_frames: int, frames: int = 243, batch: int = 4,
+                 min_seconds: float = 1.0) -> dict[str, Any]:
+    """Training data-loader throughput: ``TrainClips`` batches (gather + flip augmentation) over
+    ``data/processed/train.npz`` when present, else a synthetic split of ``total_frames``."""
+    from ddhpose.data.clips import TrainClips
+
+    source = Path("data/processed/train.npz")
+    if source.exists():
+        from ddhpose.data.processed import load_split
+
+        split, name = load_split(source), str(source)
+    else:
+        from ddhpose.training.smoke import synthetic_split
+
+        seqs = max(1, total_frames // 2000)
+        split, name = synthetic_split(sequences=seqs, frames=2000), f"synthetic {seqs}x2000"
+    clips = TrainClips(split, frames=frames)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_seconds:  # whole epochs until min_seconds have passed
+        for x2d, _ in clips.loader(clips.plan(batch)):
+            n += int(x2d.shape[0])
+    sec = time.perf_counter() - t0
+    return {"source": name, "frames": frames, "batch": batch, "clips": n, "seconds": sec,
+            "frames_per_s": n * frames / sec}
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                            "threads": threads, "processor": platform.processor()}
+    with suppress(OSError):
+        info["load_avg"] = list(os.getloadavg())
+    return info
+
+
+def annotate(result: dict[str, Any]) -> None:
+    """Add GFLOP/s, fractions of the same-run peak and reference comparisons to the records."""
+    peak = {dt: v["gflops"] for dt, v in result["peak"].items()}
+    ref_peak = REFERENCE["peak_gflops"]["float32"]
+    for group in ("denoiser", "sampling", "training"):
+        for rec in result[group]:
+            rec["gflops"] = rec["gflop"] / rec["seconds"]
+            if rec["dtype"] in peak:
+                rec["peak_fraction"] = rec["gflops"] / peak[rec["dtype"]]
+            rec["float32_peak_fraction"] = rec["gflops"] / peak["float32"]
+    for rec in result["sampling"]:
+        if not rec["model"].startswith("paper"):
+            continue
+        for ref in REFERENCE["sampling"]:
+            same = all(rec[k] == ref[k] for k in ("batch", "frames", "hypotheses", "steps"))
+            if same:
+                rec["reference_seconds"] = ref["seconds"]
+                rec["speedup_raw"] = ref["seconds"] / rec["seconds"]
+                rec["speedup_normalised"] = (ref["seconds"] * ref_peak
+                                             / (rec["seconds"] * peak["float32"]))
+
+
+
+
+def _shared_dir() -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("DDHPOSE_SHARED", repo.parent / "shared"))
+
+
+def _mpjpe_mm(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    """Mean joint error (mm) of (..., F, J, 3) predictions vs (B, F, J, 3) GT, roots zeroed."""
+    p = pred - pred[..., :1, :]
+    return float((p - gt).norm(dim=-1).mean() * 1000.0)
+
+
+def bf16_accuracy(big: DDHPose | None, device: torch.device) -> dict[str, Any]:
+    """Cost of ``dtype=torch.bfloat16``: max deviations from float32 and the MPJPE change.
+
+    On the reference-parity fixtures (small model, recorded inputs and noise) when present; and
+    on ``big`` (e.g. the paper-size model, random init) for one denoiser pass on random inputs.
+    """
+    out: dict[str, Any] = {}
+    parity = _shared_dir() / "fixtures" / "reference_parity" / "small"
+    if (parity / "state_dict.pt").exists():
+        model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+        model.load_state_dict(torch.load(parity / "state_dict.pt", weights_only=True))
+        model = model.to(device).eval()
+        den = torch.load(parity / "denoiser_eval_layout.pt", weights_only=True)
+        args = [den[k].to(device) for k in ("x_2d", "x_3d_dir", "x_3d_bone", "t")]
+        with torch.inference_mode():
+            y32 = model.denoise(*args)
+            y16 = model.denoise(*args, dtype=torch.bfloat16)
+        out["parity_denoiser_max_abs_dev"] = float((y16 - y32).abs().max())
+        out["parity_denoiser_mean_abs_output"] = float(y32.abs().mean())
+        inputs = torch.load(parity / "inputs.pt", weights_only=True)
+        case = torch.load(parity / "sample_H3_K4.pt", weights_only=True)
+        gt = inputs["inputs_3d"].to(device)
+        preds = {}
+        for name, dt in (("float32", None), ("bfloat16", torch.bfloat16)):
+            preds[name] = model.sample(inputs["inputs_2d"].to(device), 3, 4,
+                                       noise=[n.to(device) for n in case["noise"]], dtype=dt)
+        out["parity_sample_max_abs_dev_m"] = float((preds["bfloat16"] - preds["float32"])
+                                                   .abs().max())
+        last = {k: v[:, -1] for k, v in preds.items()}  # (B, H, F, J, 3)
+        out["parity_sample_mpjpe_mm"] = {
+            k: _mpjpe_mm(v, gt[:, None]) for k, v in last.items()}
+        out["parity_sample_mpjpe_change_mm"] = (out["parity_sample_mpjpe_mm"]["bfloat16"]
+                                                - out["parity_sample_mpjpe_mm"]["float32"])
+        out["parity_note"] = ("small fixture model (random weights, width 64, depth 3), "
+                              "H=3, K=4, recorded noise; MPJPE of the last step, all "
+                              "hypotheses, vs inputs_3d")
+    if big is not None:
+        cfg = big.config
+        g = torch.Generator().manual_seed(1)
+        f = cfg.frames
+        x2d = torch.randn(2, f, 17, 2, generator=g).to(device)
+        d = torch.randn(2, 1, f, 17, 3, generator=g).to(device)
+        ln = torch.randn(2, 1, f, 17, 1, generator=g).to(device)
+        t = torch.tensor([999, 500], device=device)
+        with torch.inference_mode():
+            y32 = big.denoise(x2d, d, ln, t)
+            y16 = big.denoise(x2d, d, ln, t, dtype=torch.bfloat16)
+        out["model_width"], out["model_depth"], out["model_frames"] = cfg.width, cfg.depth, f
+        out["model_denoiser_max_abs_dev"] = float((y16 - y32).abs().max())
+        out["model_denoiser_mean_abs_output"] = float(y32.abs().mean())
+    return out
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+
+def _f(v: Any, fmt: str = ".2f") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """The human-readable summary of a bench.json dict."""
+    m, peak, ref = r["machine"], r["peak"], r["reference"]
+    lines = [f"# ddhpose benchmark ({r['mode']})", "",
+             f"{r['created']} · torch {m['torch']} · {m['cpu_count']} CPUs, {m['threads']} threads"
+             f" · load average at start {_f(m.get('load_avg', [None])[0])}, at end "
+             f"{_f(m.get('load_avg_end', [None])[0])} · wall {r['wall_seconds']:.0f} s", "",
+             "Matmul peak, this run (best n×n matmul seen: at start, at end and one probe "
+             "before every case; GFLOP/s): "
+             + ", ".join(f"{k} **{v['gflops']:.0f}**" for k, v in peak.items())
+             + f"; the authors' machine: float32 {ref['peak_gflops']['float32']:.0f}, "
+             f"bfloat16 {ref['peak_gflops']['bfloat16']:.0f}.", "",
+             "`%peak` = achieved GFLOP/s ÷ the same-run matmul peak of that dtype; `%f32` ÷ the "
+             "float32 peak. `norm. speedup` = (ref s × ref f32 peak) ÷ (s × f32 peak): the "
+             "speedup over the authors' code on an equally fast machine. FLOPs counted by "
+             "FlopCounterMode (one F=243 clip pass: "
+             f"{r.get('gflop_per_clip_pass_f243', 0):.0f} GFLOP here, "
+             f"{ref['gflop_per_clip_pass_f243']:.0f} in the authors' code, which computes q·kᵀ "
+             "and q·k_cᵀ separately).", "",
+             "## Sampling (flip pass batched; frames/s = B·F input frames per second)", ""]
+    rows = []
+    for s in r["sampling"]:
+        rows.append([s["model"], s["dtype"], str(s["batch"]), str(s["hypotheses"]),
+                     str(s["steps"]), _f(s["seconds"]), _f(s["frames_per_s"], ".1f"),
+                     _f(s["gflops"], ".0f"), _f(s.get("peak_fraction", 0) * 100, ".0f"),
+                     _f(s["float32_peak_fraction"] * 100, ".0f"),
+                     _f(s.get("reference_seconds")), _f(s.get("speedup_raw")),
+                     _f(s.get("speedup_normalised")), _f(s.get("peak_rss_mb"), ".0f"),
+                     s["method"] + ("" if s["method"] == "timed" else f": {s['how']}")])
+    lines += _table(["model", "dtype", "B", "H", "K", "s", "frames/s", "GFLOP/s", "%peak",
+                     "%f32", "ref s", "speedup", "norm. speedup", "peak RSS MB", "how"], rows)
+    lines += ["Reference (authors' code, same kind of machine, f32): "
+              + "; ".join(f"B={x['batch']},F={x['frames']},H={x['hypotheses']},K={x['steps']} "
+                          f"{x['seconds']} s" + (f" (≈{x['gflops']:.0f} GFLOP/s)"
+                                                  if x["gflops"] else "")
+                          for x in ref["sampling"]), "", "## Denoiser forward", ""]
+    lines += _table(["model", "dtype", "clips", "F", "s", "frames/s", "GFLOP/s", "%peak",
+                     "peak RSS MB"],
+                    [[d["model"], d["dtype"], str(d["clips"]), str(d["frames"]),
+                      _f(d["seconds"], ".3f"), _f(d["frames_per_s"], ".0f"), _f(d["gflops"], ".0f"),
+                      _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get("peak_rss_mb"), ".0f")]
+                     for d in r["denoiser"]])
+    lines += ["## Training step (batch 4 × F, AdamW, float32)", ""]
+    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", "peak RSS MB", "how"],
+                    [[t["model"], str(t["frames"]), _f(t["seconds"]), _f(t["frames_per_s"], ".0f"),
+                      _f(t["gflops"], ".0f"), _f(t.get("peak_fraction", 0) * 100, ".0f"),
+                      _f(t.get("peak_rss_mb"), ".0f"), t["how"]] for t in r["training"]])
+    dl = r.get("data_loader")
+    if dl:
+        lines += [f"## Data loader\n\n`TrainClips` ({dl['source']}), batch {dl['batch']} × "
+                  f"{dl['frames']}: **{dl['frames_per_s']:.0f} frames/s** "
+                  f"({dl['clips']} clips in {dl['seconds']:.2f} s).", ""]
+    acc = r.get("bf16_accuracy")
+    if acc:
+        lines += ["## bfloat16 accuracy cost", ""]
+        lines += [f"- `{k}`: {v:.4g}" if isinstance(v, float) else f"- `{k}`: {v}"
+                  for k, v in acc.items()]
+        lines.append("")
+    for note in r.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""``ddhpose bench [--quick] [--out reports] [--mlflow]``: speed of the denoiser, sampling,
+training step and data loader against this machine's matmul peak (see :mod:`ddhpose.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="a ~2-minute subset (default: the full case list)")
+    parser.add_argument("--out", default="reports",
+                        help="directory for bench.json and bench.md (default: reports)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="comma-separated dtypes to measure (default float32,bfloat16)")
+    parser.add_argument("--no-accuracy", action="store_true",
+                        help="skip the bfloat16 accuracy check")
+    parser.add_argument("--mlflow", action="store_true",
+                        help="log bench.json into the MLflow experiment 'ddhpose-bench'")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddhpose.bench import full_plan, quick_plan, run_benchmark, write_reports
+
+    plan = quick_plan() if args.quick else full_plan()
+    plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    plan.accuracy = not args.no_accuracy
+    result = run_benchmark(plan, threads=args.threads, device=args.device,
+                           log=lambda msg: print(msg, flush=True))
+    json_path, md_path = write_reports(result, args.out)
+    print(f"wrote {json_path} and {md_path}")
+    if args.mlflow:
+        run_id = log_bench_to_mlflow(json_path)
+        print(f"logged to MLflow run {run_id}")
+    return 0
+
+
+def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """bench.json -> flat MLflow metrics (seconds, frames/s, GFLOP/s, peak fractions)."""
+    out: dict[str, float] = {f"peak_gflops.{k}": v["gflops"] for k, v in result["peak"].items()}
+    for d in result["denoiser"]:
+        key = f"denoiser.{d['model']}.{d['dtype']}"
+        out[f"{key}.frames_per_s"] = d["frames_per_s"]
+        out[f"{key}.peak_fraction"] = d.get("peak_fraction", 0.0)
+    for s in result["sampling"]:
+        key = (f"sample.{s['model']}.B{s['batch']}H{s['hypotheses']}K{s['steps']}."
+               f"{s['dtype']}")
+        for name in ("seconds", "frames_per_s", "gflops", "peak_fraction", "speedup_normalised"):
+            if s.get(name) is not None:
+                out[f"{key}.{name}"] = float(s[name])
+    for t in result["training"]:
+        out[f"train.{t['model']}.seconds"] = t["seconds"]
+    if result.get("data_loader"):
+        out["data_loader.frames_per_s"] = result["data_loader"]["frames_per_s"]
+    return out
+
+
+def log_bench_to_mlflow(bench_json_path: str | Path) -> str:
+    """Log a bench.json (metrics, machine params, the file itself) as one run of the experiment
+    ``ddhpose-bench``. Tracking URI: ``MLFLOW_TRACKING_URI`` or ``sqlite:///<repo>/mlflow.db``
+    (the project's default, :func:`ddhpose.pipeline.tracking.tracking_uri`). Returns the run id.
+    """
+    import mlflow
+
+    from ddhpose.pipeline.tracking import artifact_location, tracking_uri
+
+    path = Path(bench_json_path)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    root = Path(__file__).resolve().parents[2]
+    uri = tracking_uri(root)
+    for key, val in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")):
+        os.environ.setdefault(key, val)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    name = "ddhpose-bench"
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        name, artifact_location=artifact_location(uri, name))
+    run = client.create_run(exp_id, run_name=f"bench-{result.get('mode', 'custom')}")
+    rid = run.info.run_id
+    try:
+        m = result.get("machine", {})
+        params = {"mode": result.get("mode"), "torch": m.get("torch"), "threads": m.get("threads"),
+                  "cpu_count": m.get("cpu_count"), "platform": m.get("platform")}
+        for k, v in params.items():
+            client.log_param(rid, k, str(v))
+        metrics = _flat_metrics(result)
+        batch = [mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 500):
+            client.log_batch(rid, metrics=batch[i:i + 500])
+        client.log_artifact(rid, str(path))
+        md = path.with_suffix(".md")
+        if md.exists():
+            client.log_artifact(rid, str(md))
+        client.set_terminated(rid, "FINISHED")
+    except BaseException:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid
