@@ -2,9 +2,8 @@
 
 import sys
 
-from ddhpose.pipeline.train import run
-
 from ddhpose.pipeline.runner import run_stage
+from ddhpose.pipeline.train import run
 
 if __name__ == "__main__":
     sys.exit(run_stage("train", run))
