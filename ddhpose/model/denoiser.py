@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ddhpose.errors import ConfigError
-from ddhpose.model.layers import Attention, Block, add_linear, fused_residuals, init_weights
+from ddhpose.model.fused import add_linear, linear, linear_gelu, use_fused
+from ddhpose.model.layers import Attention, Block, init_weights
 from ddhpose.skeleton import Skeleton
 
 XC_LAYOUTS = ("reference", "transpose")
@@ -89,7 +90,8 @@ class HierarchicalAttention(Attention):
         if xc is None:
             raise ValueError("temporal hierarchical attention needs the child-mean feature xc")
         n, t, _ = xc.shape
-        kc = self.qkv_xc(xc).reshape(n, t, self.num_heads, self.head_dim).transpose(1, 2)
+        kc = linear(xc, self.qkv_xc) if use_fused(xc) else self.qkv_xc(xc)
+        kc = kc.reshape(n, t, self.num_heads, self.head_dim).transpose(1, 2)
         return self.attend(q, k + kc, v, project=project)
 
 
@@ -116,9 +118,9 @@ class HierarchicalBlock(Block):
     def forward(self, x: Tensor, xc: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """x (N, T, C); xc (N, T, C) raw child tokens for temporal blocks (same norm1 applied)."""
         xcn = None if xc is None or self.spatial else self.norm1(xc)
-        if fused_residuals(self, x):
+        if use_fused(x):
             x = add_linear(x, self.attn(self.norm1(x), xcn, project=False), self.attn.proj)
-            return add_linear(x, self.mlp.act(self.mlp.fc1(self.norm2(x))), self.mlp.fc2)
+            return add_linear(x, linear_gelu(self.norm2(x), self.mlp.fc1), self.mlp.fc2)
         x = x + self.drop_path(self.attn(self.norm1(x), xcn))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ddhpose.model.fused import add_linear, linear, linear_gelu, use_fused
+
 # A mask provider gets (mask shape, keep probability, the tensor being masked) and returns the
 # per-sample multiplier, already divided by the keep probability (shape (N, 1, ..., 1)).
 MaskFn = Callable[[tuple[int, ...], float, Tensor], Tensor]
@@ -145,14 +147,15 @@ class Attention(nn.Module):
     def split_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, T, C) -> q, k, v each (N, heads, T, d)."""
         n, t, _ = x.shape
-        qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv) if use_fused(x) else self.qkv(x)
+        qkv = qkv.reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, edit: bool = False, project: bool = True
     ) -> Tensor:
         """softmax(q·kᵀ·scale [edited]) · v, merged back to (N, T, C) and projected
-        (``project=False``: not projected, for :func:`add_linear`)."""
+        (``project=False``: not projected, for :func:`ddhpose.model.fused.add_linear`)."""
         if self.fused and not edit:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
@@ -170,33 +173,6 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, project: bool = True) -> Tensor:
         q, k, v = self.split_qkv(x)
         return self.attend(q, k, v, project=project)
-
-
-def add_linear(x: Tensor, a: Tensor, lin: nn.Linear) -> Tensor:
-    """``x + lin(a)`` as ONE in-place GEMM on a fresh ``x + bias``: x (..., C), a (..., K).
-
-    Saves the bias broadcast copy inside ``addmm`` and the separate residual add (the sum is
-    formed in the order (x + b) + a·Wᵀ instead of x + (a·Wᵀ + b): float32 round-off only).
-    """
-    out = (x + lin.bias) if lin.bias is not None else x.clone()
-    out = out.contiguous()
-    out.view(-1, out.shape[-1]).addmm_(a.reshape(-1, a.shape[-1]), lin.weight.t())
-    return out
-
-
-#: Narrower blocks keep the plain path: their GEMMs are too small for the fusion to pay.
-FUSE_MIN_WIDTH = 256
-
-
-def fused_residuals(block: nn.Module, x: Tensor) -> bool:
-    """Whether ``block`` may use :func:`add_linear`: inference only (no autograd, so training
-    keeps the plain path), width >= :data:`FUSE_MIN_WIDTH`, no autocast."""
-    if torch.is_grad_enabled() or x.shape[-1] < FUSE_MIN_WIDTH:
-        return False
-    try:
-        return not torch.is_autocast_enabled(x.device.type)
-    except RuntimeError:  # a device type without autocast (e.g. meta)
-        return True
 
 
 class Block(nn.Module):
@@ -228,9 +204,9 @@ class Block(nn.Module):
         return Attention(dim, num_heads, qkv_bias, fused)
 
     def forward(self, x: Tensor) -> Tensor:
-        if fused_residuals(self, x):
+        if use_fused(x):
             x = add_linear(x, self.attn(self.norm1(x), project=False), self.attn.proj)
-            return add_linear(x, self.mlp.act(self.mlp.fc1(self.norm2(x))), self.mlp.fc2)
+            return add_linear(x, linear_gelu(self.norm2(x), self.mlp.fc1), self.mlp.fc2)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -241,9 +217,7 @@ __all__ = [
     "DropPath",
     "MaskFn",
     "Mlp",
-    "add_linear",
     "drop_path",
-    "fused_residuals",
     "init_weights",
     "set_drop_path_mask_fn",
     "trunc_normal_",
