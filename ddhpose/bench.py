@@ -36,10 +36,12 @@ from ddhpose.bench_report import (
     bench_loader,
     bf16_accuracy,
     count_flops,
+    demo_test_accuracy,
     machine_info,
     matmul_peak,
     peak_memory,
     render_markdown,
+    square_gemms,
     time_call,
 )
 from ddhpose.io import atomic_open, write_json
@@ -91,6 +93,9 @@ class BenchPlan:
     loader_frames: int = 200_000
     budget_s: float = 20.0  # repeat a timing while the total stays under this (max 3 repeats)
     accuracy: bool = True
+    # bf16 MPJPE change on a trained model's test set (skipped when the files are missing)
+    demo_checkpoint: str | None = None
+    demo_test_split: str = "data/processed/test.npz"
     mode: str = "custom"
 
 
@@ -109,7 +114,8 @@ def full_plan() -> BenchPlan:
                  SampleCase("paper_f243", 4, 1, 1)]
     return BenchPlan([DEMO_27, PAPER_27, PAPER_243], sampling,
                      {"demo_f27": 8, "paper_f27": 8, "paper_f243": 2},
-                     ["demo_f27", "paper_f27", "paper_f243"], mode="full")
+                     ["demo_f27", "paper_f27", "paper_f243"], demo_checkpoint="models/best.pt",
+                     mode="full")
 
 
 def quick_plan() -> BenchPlan:
@@ -180,18 +186,19 @@ class _Runner:
         self._sample_times: dict[tuple, dict[str, Any]] = {}
         self.warm: set[tuple[str, str]] = set()
         self.dtypes = list(dict.fromkeys(["float32", *plan.dtypes]))
-        self.probes: dict[str, list[float]] = {dt: [] for dt in self.dtypes}
-        n = plan.peak_size
-        g = torch.Generator().manual_seed(0)
-        self._mats = {dt: (torch.randn(n, n, generator=g).to(DTYPES[dt]),
-                           torch.randn(n, n, generator=g).to(DTYPES[dt])) for dt in self.dtypes}
+        self.probes: dict[str, dict[str, list[float]]] = {dt: {} for dt in self.dtypes}
+        self._gemms = {dt: square_gemms(DTYPES[dt], plan.peak_size) for dt in self.dtypes}
 
     def probe_peak(self) -> None:
-        """One square matmul per dtype (GFLOP/s) before each case: the peak is the best seen."""
-        for dt, (a, b) in self._mats.items():
-            t0 = time.perf_counter()
-            a @ b
-            self.probes[dt].append(2.0 * a.shape[0] ** 3 / (time.perf_counter() - t0) / 1e9)
+        """One square product per dtype and kernel (GFLOP/s) before each case: the peak is the
+        best seen."""
+        n = self.plan.peak_size
+        for dt, kernels in self._gemms.items():
+            for name, fn in kernels.items():
+                t0 = time.perf_counter()
+                fn()
+                self.probes[dt].setdefault(name, []).append(
+                    2.0 * n**3 / (time.perf_counter() - t0) / 1e9)
 
     def model(self, name: str) -> DDHPose:
         if name not in self._models:
@@ -340,13 +347,28 @@ def run_benchmark(plan: BenchPlan, threads: int = 2, device: str = "cpu",
     if plan.accuracy and "bfloat16" in plan.dtypes:
         big = "paper_f27" if "paper_f27" in run.specs else plan.models[0].name
         result["bf16_accuracy"] = bf16_accuracy(run.model(big), dev)
+        if plan.demo_checkpoint:
+            demo = demo_test_accuracy(plan.demo_checkpoint, plan.demo_test_split)
+            if demo:
+                result["bf16_accuracy"]["demo_test"] = demo
+                log(f"bf16 on {plan.demo_test_split}: J-Agg P1 change "
+                    f"{demo['change_mm'].get('p1_j_agg', float('nan')):+.3f} mm")
+            else:
+                log(f"bf16 demo-test check skipped: {plan.demo_checkpoint} or "
+                    f"{plan.demo_test_split} missing (run `dvc repro` first)")
     last = {dt: matmul_peak(DTYPES[dt], plan.peak_size) for dt in dtypes}
     for dt in dtypes:
-        probes = run.probes[dt]
-        best = max([first[dt]["gflops_best"], last[dt]["gflops_best"], *probes])
-        result["peak"][dt] = {"gflops": best, "start": first[dt], "end": last[dt],
-                              "probes_gflops": probes,
-                              "probes_median": float(np.median(probes)) if probes else None}
+        by_kernel = {}
+        for name in first[dt]["kernels"]:
+            probes = run.probes[dt].get(name, [])
+            by_kernel[name] = {
+                "gflops": max([first[dt]["kernels"][name]["gflops_best"],
+                               last[dt]["kernels"][name]["gflops_best"], *probes]),
+                "probes_gflops": probes,
+                "probes_median": float(np.median(probes)) if probes else None}
+        kernel = max(by_kernel, key=lambda k: by_kernel[k]["gflops"])
+        result["peak"][dt] = {"gflops": by_kernel[kernel]["gflops"], "kernel": kernel,
+                              "by_kernel": by_kernel, "start": first[dt], "end": last[dt]}
     result["machine"]["load_avg_end"] = list(os.getloadavg())
     result["machine"]["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["gflop_per_clip_pass_f243"] = denoiser_flops(PAPER_243, 1) / 1e9

@@ -151,3 +151,43 @@ def test_chunked_inference_matches_reference(parity_dir):
     pred16 = model.sample(inputs["inputs_2d"], 3, 4, noise=list(case["noise"]),
                           dtype=torch.bfloat16)
     assert pred16.dtype == torch.float32 and pred16.shape == case["pred"].shape
+
+
+def test_peak_is_the_best_kernel(result):
+    for dt in ("float32", "bfloat16"):
+        peak = result["peak"][dt]
+        by = peak["by_kernel"]
+        assert "torch.matmul" in by
+        assert peak["gflops"] == max(b["gflops"] for b in by.values())
+        assert by[peak["kernel"]]["gflops"] == peak["gflops"]
+
+
+def test_demo_test_accuracy_on_a_trained_checkpoint(tmp_path):
+    """The bf16 MPJPE check runs the whole protocol twice on a real split and checkpoint."""
+    from ddhpose.bench_report import demo_test_accuracy
+    from ddhpose.checkpoint import save_checkpoint
+    from ddhpose.data.processed import save_split
+    from ddhpose.model import DDHPose, ModelConfig
+    from ddhpose.training.smoke import synthetic_split
+
+    assert demo_test_accuracy(tmp_path / "none.pt", tmp_path / "none.npz") == {}
+    split_path = tmp_path / "test.npz"
+    save_split(split_path, synthetic_split(sequences=2, frames=12))
+    torch.manual_seed(0)
+    model = DDHPose(ModelConfig(width=16, depth=2, frames=9, drop_path=0.0))
+    ckpt = save_checkpoint(tmp_path / "best.pt", model)
+    out = demo_test_accuracy(ckpt, split_path, hypotheses=2, steps=2, batch_clips=2)
+    assert out["frames"] == 24 and out["width"] == 16
+    assert set(out["mm"]) == {"float32", "bfloat16"}
+    for key, f32 in out["mm"]["float32"].items():
+        assert out["change_mm"][key] == pytest.approx(out["mm"]["bfloat16"][key] - f32)
+    assert out["j_agg_max_abs_dev_mm"] > 0.0  # bfloat16 does change the poses a little
+    assert "On a trained model's test set" in render_markdown(
+        {**_minimal_result(), "bf16_accuracy": {"demo_test": out}})
+
+
+def _minimal_result() -> dict:
+    return {"mode": "custom", "created": "now", "machine": {"torch": "x", "cpu_count": 2,
+            "threads": 2}, "wall_seconds": 1.0, "peak": {}, "reference": {
+            "peak_gflops": {"float32": 130.0, "bfloat16": 364.0}, "gflop_per_clip_pass_f243": 317,
+            "sampling": []}, "sampling": [], "denoiser": [], "training": []}

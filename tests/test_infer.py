@@ -163,6 +163,14 @@ def test_cli_infer_and_render(tmp_path, model, capsys):
     assert main(["render", str(out), "--out", str(png), "--keypoints",
                  str(tmp_path / "kp.json")]) == 0
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    # the same run in bfloat16: close to, not equal to, the float32 poses
+    out16 = tmp_path / "out" / "pred16.npz"
+    assert main(["infer", "--checkpoint", str(ckpt), "--keypoints", str(tmp_path / "kp.json"),
+                 "--out", str(out16), "--hypotheses", "2", "--steps", "1", "--aggregate",
+                 "j_agg", "--focal", "700", "--seed", "1", "--dtype", "bfloat16"]) == 0
+    with np.load(out16) as z:
+        dev = np.abs(z["poses_3d"] - poses).max()
+    assert 0.0 < dev < 0.05, dev
 
 
 def test_cli_errors(tmp_path, model, capsys):

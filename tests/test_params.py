@@ -104,6 +104,7 @@ BAD_VALUES = [
     ("sample.hypotheses", 0, "must be >= 1, got 0"),
     ("sample.steps", 0, "must be >= 1"),
     ("sample.steps", 1001, "must be <= model.timesteps"),
+    ("sample.dtype", "float16", "must be one of float32|bfloat16"),
     ("model.frames", 0, "must be >= 1"),
     ("model.width", 60, "divisible by model.heads"),
     ("model.drop_path", 1.0, "must be in [0, 1)"),

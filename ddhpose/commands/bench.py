@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated dtypes to measure (default float32,bfloat16)")
     parser.add_argument("--no-accuracy", action="store_true",
                         help="skip the bfloat16 accuracy check")
+    parser.add_argument("--checkpoint", default=None,
+                        help="trained model for the bfloat16 MPJPE check on --test-split "
+                             "(default: models/best.pt in full mode, none in --quick)")
+    parser.add_argument("--test-split", default="data/processed/test.npz",
+                        help="processed Human3.6M-layout test split for that check")
     parser.add_argument("--mlflow", action="store_true",
                         help="log bench.json into the MLflow experiment 'ddhpose-bench'")
 
@@ -31,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     plan = quick_plan() if args.quick else full_plan()
     plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     plan.accuracy = not args.no_accuracy
+    if args.checkpoint:
+        plan.demo_checkpoint = args.checkpoint
+    plan.demo_test_split = args.test_split
     result = run_benchmark(plan, threads=args.threads, device=args.device,
                            log=lambda msg: print(msg, flush=True))
     json_path, md_path = write_reports(result, args.out)
@@ -51,13 +59,22 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     for s in result["sampling"]:
         key = (f"sample.{s['model']}.B{s['batch']}H{s['hypotheses']}K{s['steps']}."
                f"{s['dtype']}")
-        for name in ("seconds", "frames_per_s", "gflops", "peak_fraction", "speedup_normalised"):
+        for name in ("seconds", "frames_per_s", "gflops", "peak_fraction", "speedup_normalised",
+                     "speedup_normalised_matmul"):
             if s.get(name) is not None:
                 out[f"{key}.{name}"] = float(s[name])
     for t in result["training"]:
         out[f"train.{t['model']}.seconds"] = t["seconds"]
     if result.get("data_loader"):
         out["data_loader.frames_per_s"] = result["data_loader"]["frames_per_s"]
+    for k, v in result["peak"].items():
+        for kernel, rec in v.get("by_kernel", {}).items():
+            out[f"peak_gflops.{k}.{kernel}"] = rec["gflops"]
+    demo = (result.get("bf16_accuracy") or {}).get("demo_test")
+    if demo:
+        for k, v in demo["change_mm"].items():
+            out[f"bf16_demo_test.change_mm.{k}"] = v
+        out["bf16_demo_test.j_agg_max_abs_dev_mm"] = demo["j_agg_max_abs_dev_mm"]
     return out
 
 

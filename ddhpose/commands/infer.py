@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-windows", type=int, default=4, metavar="N",
                         help="windows of F frames per sampler call (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="denoiser precision (bfloat16: faster on CPUs with bf16 units, "
+                             "slightly less accurate; see reports/bench.md)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
 
 
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                  if args.aggregate == "j_agg" else None)
     res = infer(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
                 aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
-                batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses)
+                batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses,
+                dtype=None if args.dtype == "float32" else getattr(torch, args.dtype))
 
     content: dict[str, object] = {
         "poses_3d": res.poses_3d,

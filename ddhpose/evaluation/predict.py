@@ -60,6 +60,7 @@ def predict_split(
     save_hypotheses: bool = False,
     protocol2: bool = True,
     progress: Callable[[int], None] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SplitPredictions:
     """Sample every sequence of ``split`` and aggregate each batch.
 
@@ -72,6 +73,8 @@ def predict_split(
         save_hypotheses: also keep all H hypotheses (T, K, H, J, 3) — large.
         protocol2: also compute P-MPJPE per batch (Human3.6M).
         progress: called with the number of frames done after each sequence.
+        dtype: denoiser precision (``torch.bfloat16``: see :meth:`DDHPose.sample`); default the
+            model's own (float32).
     """
     device = next(model.parameters()).device
     frames = int(model.config.frames)
@@ -101,7 +104,7 @@ def predict_split(
             x2d_flip = torch.from_numpy(clips.x2d_flip[sl]).to(device)
             with torch.inference_mode():
                 pred = model.sample(x2d, hypotheses=hypotheses, steps=steps,
-                                    generator=generator, x2d_flip=x2d_flip)
+                                    generator=generator, x2d_flip=x2d_flip, dtype=dtype)
             pred = pred.float().cpu()  # (b, K, H, F, J, 3) metres * scale
             gt = torch.from_numpy(clips.x3d[sl]) * scale
             traj = torch.from_numpy(clips.traj[sl])[:, :, None, :] * scale

@@ -128,6 +128,8 @@ class SampleParams:
     seed: int = _f(0, "seed of the initial noise")
     save_hypotheses: bool = _f(False, "also save all H hypotheses (large)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = _f("float32", "denoiser precision: float32 | bfloat16 (faster on CPUs with bf16 "
+                    "units; accuracy cost in reports/bench.md)")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ddhpose.pipeline.params import Params
 
 DATASETS = ("h36m", "3dhp")
+SAMPLE_DTYPES = ("float32", "bfloat16")
 SOURCES = ("synthetic", "local", "url")
 XC_LAYOUTS = ("reference", "transpose")
 HEADLINES = ("p_best", "p_agg", "j_best", "j_agg")
@@ -88,6 +89,8 @@ def validate(p: Params) -> None:
     _check("sample.seed", sa.seed >= 0, "must be >= 0", sa.seed)
     _check("sample.device", bool(_DEVICE.match(sa.device)), "must be auto|cpu|cuda|cuda:N",
            sa.device)
+    _check("sample.dtype", sa.dtype in SAMPLE_DTYPES, f"must be one of {'|'.join(SAMPLE_DTYPES)}",
+           sa.dtype)
 
     _check("eval.headline", e.headline in HEADLINES, f"must be one of {'|'.join(HEADLINES)}",
            e.headline)

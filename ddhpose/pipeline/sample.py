@@ -34,11 +34,13 @@ def run(params: Any, root: Path, tracker: Any) -> None:
             model, split, hypotheses=cfg.hypotheses, steps=cfg.steps,
             batch_clips=cfg.batch_clips, generator=generator,
             save_hypotheses=cfg.save_hypotheses, progress=bar.update,
+            dtype=None if cfg.dtype == "float32" else getattr(torch, cfg.dtype),
         )
     save_predictions(paths.predictions / "predictions.npz", pred)
     meta = {
         "dataset": split.dataset, "hypotheses": cfg.hypotheses, "steps": cfg.steps,
         "batch_clips": cfg.batch_clips, "seed": cfg.seed, "device": str(device),
+        "dtype": cfg.dtype,
         "frames": split.num_frames, "sequences": split.num_sequences,
         "checkpoint_sha256": file_sha256(paths.best), "seconds": round(pred.seconds, 3),
         "frames_per_second": round(split.num_frames / max(pred.seconds, 1e-9), 2),
