@@ -145,3 +145,21 @@ def test_bfloat16_fused_path_close_to_float32():
     assert y16.dtype == torch.float32 and torch.isfinite(y16).all()
     dev = (y16 - y32).abs().max().item()
     assert 0.0 < dev <= 0.1 * max(y32.abs().max().item(), 1.0)
+
+
+def test_inference_mode_models_and_bf16_copies():
+    """A model built under ``torch.inference_mode`` (inference tensors: no version counter) and
+    the cached bfloat16 copy made inside ``inference_mode`` both run the fused path."""
+    args = _inputs(1, 2, 9)
+    with torch.inference_mode():
+        torch.manual_seed(4)
+        model = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+        fast = model.denoise(*args)
+        y16 = model.denoise(*args, dtype=torch.bfloat16)
+    assert not model.lowp_denoiser(torch.bfloat16).Spatial_pos_embed.is_inference()
+    normal = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    with torch.no_grad():
+        for p, q in zip(normal.parameters(), model.parameters(), strict=True):
+            p.copy_(q)
+    assert (fast - _plain(normal, *args)).abs().max().item() <= 1e-5
+    assert (y16 - fast).abs().max().item() < 0.1

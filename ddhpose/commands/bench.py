@@ -74,7 +74,8 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     if demo:
         for k, v in demo["change_mm"].items():
             out[f"bf16_demo_test.change_mm.{k}"] = v
-        out["bf16_demo_test.j_agg_max_abs_dev_mm"] = demo["j_agg_max_abs_dev_mm"]
+        for agg, d in demo["joint_deviation_mm"].items():
+            out[f"bf16_demo_test.joint_deviation_mm.{agg}.mean"] = d["mean"]
     return out
 
 

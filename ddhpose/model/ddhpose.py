@@ -170,14 +170,18 @@ class DDHPose(nn.Module):
 
         Cached outside the module tree (not in ``state_dict``, not moved by ``.to``); rebuilt
         whenever a parameter of the original changed (storage or in-place version) or moved.
+        (Parameters made under ``torch.inference_mode`` have no version counter: only a new
+        storage is noticed for them.)
         """
         src = self.dir_bone_estimator
-        key = (dtype, tuple((p.data_ptr(), p._version, p.device) for p in src.parameters()))
+        key = (dtype, tuple((p.data_ptr(), None if p.is_inference() else p._version, p.device)
+                            for p in src.parameters()))
         cached = self.__dict__.get("_lowp_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
         self.__dict__["_lowp_cache"] = None  # free the old copy before building a new one
-        with torch.no_grad():
+        # normal tensors even when called under inference_mode (their updates stay detectable)
+        with torch.inference_mode(False), torch.no_grad():
             net = copy.deepcopy(src).to(dtype).eval()
         for p in net.parameters():
             p.requires_grad_(False)

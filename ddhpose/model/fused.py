@@ -66,9 +66,12 @@ def packed_weight(lin: nn.Linear, rows: int) -> Tensor:
     Cached per module, outside ``state_dict``; rebuilt when the weight changes (new storage, an
     in-place update such as an optimizer step or ``load_state_dict``, or a dtype change).
     ``rows`` (the GEMM's M) is only a tuning hint. Falls back to the plain weight on builds
-    without the reorder op.
+    without the reorder op, and for inference tensors (made under ``torch.inference_mode``),
+    whose in-place updates cannot be detected.
     """
     w = lin.weight
+    if w.is_inference():
+        return w.detach()
     key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
     hit = _PACKED.get(lin)
     if hit is not None and hit[0] == key:
