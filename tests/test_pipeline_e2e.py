@@ -146,11 +146,14 @@ def test_param_change_reruns_only_downstream(project: tuple[Path, dict[str, str]
     _set_param(root, "train", "lr", 1.0e-3)
     assert _status(root, env) == set()
     _set_param(root, "sample", "steps", 1)
+    _set_param(root, "sample", "dtype", "bfloat16")
     assert _status(root, env) == {"sample"}
     out = _run([str(BIN / "dvc"), "repro"], root, env)
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
     assert ran == {"sample", "evaluate", "export_mat"}, out[-2000:]
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert len(metrics["per_step"]["p1_j_agg"]) == 1
+    meta = json.loads((root / "reports/predictions/meta.json").read_text())
+    assert meta["dtype"] == "bfloat16" and meta["steps"] == 1
     out = _run([str(BIN / "dvc"), "repro"], root, env)  # no-op
     assert not any(f"Running stage '{s}'" in out for s in STAGES), out[-2000:]
