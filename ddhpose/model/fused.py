@@ -98,24 +98,24 @@ def add_linear(x: Tensor, a: Tensor, lin: nn.Linear) -> Tensor:
     return out
 
 
+def _onednn_linear(a: Tensor, lin: nn.Linear, attr: str, algorithm: str) -> Tensor:
+    """oneDNN ``lin(a)`` with an elementwise epilogue ``attr`` ("none" or "gelu")."""
+    a2 = a.reshape(-1, a.shape[-1])
+    out = torch.ops.mkldnn._linear_pointwise(
+        a2, packed_weight(lin, a2.shape[0]), lin.bias, attr, [], algorithm)
+    return out.view(*a.shape[:-1], out.shape[-1])
+
+
 def linear_gelu(a: Tensor, lin: nn.Linear) -> Tensor:
     """``gelu(lin(a))`` with the exact (erf) GELU: a (..., C_in) -> (..., C_out)."""
     if _onednn(a, lin):
-        a2 = a.reshape(-1, a.shape[-1])
-        out = torch.ops.mkldnn._linear_pointwise(
-            a2, packed_weight(lin, a2.shape[0]), lin.bias, "gelu", [], "none")
-        return out.view(*a.shape[:-1], out.shape[-1])
+        return _onednn_linear(a, lin, "gelu", "none")  # algorithm "none" = erf, not tanh
     return F.gelu(lin(a))
 
 
 def linear(a: Tensor, lin: nn.Linear) -> Tensor:
     """``lin(a)``: a (..., C_in) -> (..., C_out)."""
-    if _onednn(a, lin):
-        a2 = a.reshape(-1, a.shape[-1])
-        out = torch.ops.mkldnn._linear_pointwise(
-            a2, packed_weight(lin, a2.shape[0]), lin.bias, "none", [], "")
-        return out.view(*a.shape[:-1], out.shape[-1])
-    return lin(a)
+    return _onednn_linear(a, lin, "none", "") if _onednn(a, lin) else lin(a)
 
 
 __all__ = ["FUSE_MIN_WIDTH", "add_linear", "linear", "linear_gelu", "onednn_available",
