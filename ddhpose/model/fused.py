@@ -50,9 +50,20 @@ def use_fused(x: Tensor) -> bool:
         return True
 
 
+@functools.cache
+def onednn_bf16_cpu() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 kernels (AVX-512 BF16, AMX or similar);
+    elsewhere bfloat16 inputs take the plain path."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _onednn(x: Tensor, lin: nn.Linear) -> bool:
-    return (x.device.type == "cpu" and x.dtype in _ONEDNN_DTYPES
-            and lin.weight.dtype == x.dtype and onednn_available())
+    if x.device.type != "cpu" or x.dtype not in _ONEDNN_DTYPES or lin.weight.dtype != x.dtype:
+        return False
+    return onednn_available() and (x.dtype != torch.bfloat16 or onednn_bf16_cpu())
 
 
 # Linear -> (weight identity, oneDNN-packed weight); weak keys: a dropped model frees its copies.
@@ -119,4 +130,4 @@ def linear(a: Tensor, lin: nn.Linear) -> Tensor:
 
 
 __all__ = ["FUSE_MIN_WIDTH", "add_linear", "linear", "linear_gelu", "onednn_available",
-           "packed_weight", "use_fused"]
+           "onednn_bf16_cpu", "packed_weight", "use_fused"]
