@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-import re
 import sys
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +27,9 @@ from typing import Any
 
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
+from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
 from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, XC_LAYOUTS, validate
 from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
-
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-
 
 __all__ = [
     "DATASETS", "HEADLINES", "SOURCES", "XC_LAYOUTS", "DataParams", "EvalParams", "ModelParams",
@@ -175,13 +170,13 @@ class Params:
     def from_dict(cls, d: Any) -> Params:
         """Build and validate from a nested mapping (the parsed params.yaml)."""
         if not isinstance(d, Mapping):
-            raise ConfigError("<root>", f"expected a mapping of sections, got {_tname(d)}")
-        _reject_unknown("", d, SECTIONS)
+            raise ConfigError("<root>", f"expected a mapping of sections, got {type_name(d)}")
+        reject_unknown("", d, SECTIONS)
         sections = {}
         for name, typ in SECTIONS.items():
             if name not in d:
                 raise ConfigError(name, "missing section")
-            sections[name] = _build(typ, d[name], name)
+            sections[name] = build_section(typ, d[name], name)
         params = cls(**sections)
         validate(params)
         return params
@@ -210,105 +205,6 @@ class Params:
         return flat
 
 
-# --- building: types ------------------------------------------------------------------------------
-
-
-def _tname(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return f"a boolean ({str(v).lower()})"
-    if isinstance(v, (int, float)):
-        return f"a number ({v!r})"
-    if isinstance(v, str):
-        return f"a string ({v!r})"
-    if isinstance(v, (list, tuple)):
-        return "a list"
-    if isinstance(v, Mapping):
-        return "a mapping"
-    return type(v).__name__
-
-
-def _reject_unknown(prefix: str, d: Mapping, known: Mapping | tuple) -> None:
-    for k in d:
-        if k not in known:
-            key = f"{prefix}.{k}" if prefix else str(k)
-            raise ConfigError(key, f"unknown key (known: {', '.join(known)})")
-
-
-def _build(typ: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(prefix, f"expected a mapping, got {_tname(raw)}")
-    fields = {f.name: f for f in dataclasses.fields(typ)}
-    _reject_unknown(prefix, raw, tuple(fields))
-    hints = typing.get_type_hints(typ)
-    values = {}
-    for name in fields:
-        key = f"{prefix}.{name}"
-        if name not in raw:
-            raise ConfigError(key, "missing key")
-        values[name] = _coerce(key, raw[name], hints[name])
-    return typ(**values)
-
-
-def _coerce(key: str, v: Any, hint: Any) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, v, key)
-    if hint is bool:
-        if not isinstance(v, bool):
-            raise ConfigError(key, f"expected true or false, got {_tname(v)}")
-        return v
-    if hint is int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(key, f"expected an integer, got {_tname(v)}")
-        return v
-    if hint is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(key, f"expected a number, got {_tname(v)}")
-        if not math.isfinite(v):
-            raise ConfigError(key, f"must be finite, got {v!r}")
-        return float(v)
-    if hint is str:
-        if not isinstance(v, str):
-            raise ConfigError(key, f"expected a string, got {_tname(v)}")
-        return v
-    if hint == tuple[str, ...]:
-        return _str_list(key, v)
-    if hint == dict[str, str]:
-        return _str_map(key, v)
-    if hint == (str | tuple[str, ...]):  # data.actions
-        if v == "*":
-            return v
-        if isinstance(v, str):
-            raise ConfigError(key, f"expected '*' or a list of action-name prefixes, got {v!r}")
-        return _str_list(key, v)
-    raise AssertionError(f"no coercion for {key} ({hint!r})")  # schema bug, not user input
-
-
-def _str_list(key: str, v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list):
-        raise ConfigError(key, f"expected a list of strings, got {_tname(v)}")
-    for i, item in enumerate(v):
-        if not isinstance(item, str) or not item.strip():
-            raise ConfigError(key, f"item {i}: expected a non-empty string, got {_tname(item)}")
-    if len(set(v)) != len(v):
-        raise ConfigError(key, f"duplicate entries in {v}")
-    return tuple(v)
-
-
-def _str_map(key: str, v: Any) -> dict[str, str]:
-    if not isinstance(v, Mapping):
-        raise ConfigError(key, f"expected a mapping of file name -> hex digest, got {_tname(v)}")
-    out = {}
-    for name, digest in v.items():
-        if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
-            raise ConfigError(f"{key}.{name}", "file names must be relative paths inside data/raw")
-        if not isinstance(digest, str) or not _HEX64.match(digest):
-            raise ConfigError(f"{key}.{name}", f"expected 64 hex digits, got {_tname(digest)}")
-        out[name] = digest.lower()
-    return out
-
-
 # --- files ----------------------------------------------------------------------------------------
 
 
@@ -316,7 +212,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file."""
     raw = read_yaml(path)
     if not isinstance(raw, Mapping):
-        raise ParamsFileError(path, f"expected a mapping of sections, got {_tname(raw)}")
+        raise ParamsFileError(path, f"expected a mapping of sections, got {type_name(raw)}")
     try:
         return Params.from_dict(raw)
     except ConfigError as exc:
@@ -365,11 +261,11 @@ def apply_overrides(
     base = read_yaml(base_path)
     override = read_yaml(override_path)
     if not isinstance(base, Mapping):
-        raise ParamsFileError(base_path, f"expected a mapping of sections, got {_tname(base)}")
+        raise ParamsFileError(base_path, f"expected a mapping of sections, got {type_name(base)}")
     if override is None:
         override = {}
     if not isinstance(override, Mapping):
-        raise ParamsFileError(override_path, f"expected a mapping, got {_tname(override)}")
+        raise ParamsFileError(override_path, f"expected a mapping, got {type_name(override)}")
     try:
         params = Params.from_dict(deep_merge(base, override))
     except ConfigError as exc:
