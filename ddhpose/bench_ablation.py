@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from ddhpose.bench import ModelSpec, denoiser_flops
+from ddhpose.bench import denoiser_flops
+from ddhpose.bench_plan import ModelSpec
 from ddhpose.bench_report import REFERENCE, machine_info, matmul_peak
 from ddhpose.diffusion import RandomDraws
 from ddhpose.io import atomic_open, write_json

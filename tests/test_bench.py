@@ -9,18 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ddhpose.bench import (
-    SCHEMA,
-    BenchPlan,
-    ModelSpec,
-    SampleCase,
-    count_flops,
-    denoiser_flops,
-    full_plan,
-    quick_plan,
-    run_benchmark,
-    write_reports,
-)
+from ddhpose.bench import SCHEMA, count_flops, denoiser_flops, run_benchmark, write_reports
+from ddhpose.bench_plan import BenchPlan, ModelSpec, SampleCase, full_plan, quick_plan
 from ddhpose.bench_report import render_markdown
 from ddhpose.commands.bench import _flat_metrics
 
@@ -164,7 +154,7 @@ def test_peak_is_the_best_kernel(result):
 
 def test_demo_test_accuracy_on_a_trained_checkpoint(tmp_path):
     """The bf16 MPJPE check runs the whole protocol twice on a real split and checkpoint."""
-    from ddhpose.bench_report import demo_test_accuracy
+    from ddhpose.bench_accuracy import demo_test_accuracy
     from ddhpose.checkpoint import save_checkpoint
     from ddhpose.data.processed import save_split
     from ddhpose.model import DDHPose, ModelConfig

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.bench import full_plan, quick_plan, run_benchmark, write_reports
+    from ddhpose.bench import run_benchmark, write_reports
+    from ddhpose.bench_plan import full_plan, quick_plan
 
     plan = quick_plan() if args.quick else full_plan()
     plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
