@@ -34,12 +34,9 @@ import torch
 from ddhpose.bench import denoiser_flops
 from ddhpose.bench_plan import ModelSpec
 from ddhpose.bench_report import REFERENCE, machine_info, matmul_peak
-from ddhpose.diffusion import RandomDraws
 from ddhpose.io import atomic_open, write_json
 from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model import fused as fused_mod
-from ddhpose.sampler import ddim_sample
-from ddhpose.skeleton import flip_joints
 
 VARIANTS = ("baseline", "batched", "sdpa", "chunks", "fused_addmm", "onednn", "bfloat16")
 CASES = ((4, 243, 1), (1, 27, 20), (2, 27, 8))  # (B, F, H), K = 1: the authors' measurements
@@ -47,20 +44,41 @@ CASES = ((4, 243, 1), (1, 27, 20), (2, 27, 8))  # (B, F, H), K = 1: the authors'
 
 @contextlib.contextmanager
 def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """Set ``obj.name`` for the block; restore it after (removing an instance attribute that
+    only shadowed a class attribute or method)."""
+    own = name in vars(obj)
     old = getattr(obj, name)
     setattr(obj, name, value)
     try:
         yield
     finally:
-        setattr(obj, name, old)
+        if own:
+            setattr(obj, name, old)
+        else:
+            delattr(obj, name)
+
+
+def _per_call(denoise: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``denoise`` run once per clip of the (x, x_flip) batch and per hypothesis."""
+
+    def each(x: torch.Tensor, d: torch.Tensor, ln: torch.Tensor, t: torch.Tensor,
+             dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.cat([
+            torch.cat([denoise(x[i:i + 1], d[i:i + 1, h:h + 1], ln[i:i + 1, h:h + 1],
+                               t[i:i + 1], dtype=dtype) for h in range(d.shape[1])], dim=1)
+            for i in range(x.shape[0])])
+
+    return each
 
 
 @contextlib.contextmanager
 def variant(model: DDHPose, name: str) -> Iterator[dict[str, Any]]:
     """Switch ``model`` (and the fused-kernel module) to ``name``'s configuration; yields the
-    sampling options (``per_call``: one denoiser call per hypothesis and flip; ``dtype``)."""
+    ``model.sample`` options (``dtype``)."""
     level = VARIANTS.index(name)
     with contextlib.ExitStack() as stack:
+        if level < VARIANTS.index("batched"):
+            stack.enter_context(_patched(model, "denoise", _per_call(model.denoise)))
         attn = [m for m in model.modules() if hasattr(m, "fused")]
         for m in attn:
             stack.enter_context(_patched(m, "fused", level >= VARIANTS.index("sdpa")))
@@ -70,30 +88,13 @@ def variant(model: DDHPose, name: str) -> Iterator[dict[str, Any]]:
             stack.enter_context(_patched(fused_mod, "FUSE_MIN_WIDTH", 1 << 30))
         if level < VARIANTS.index("onednn"):
             stack.enter_context(_patched(fused_mod, "onednn_available", lambda: False))
-        yield {"per_call": level < VARIANTS.index("batched"),
-               "dtype": torch.bfloat16 if name == "bfloat16" else None}
+        yield {"dtype": torch.bfloat16 if name == "bfloat16" else None}
 
 
-def _sample(model: DDHPose, x2d: torch.Tensor, hypotheses: int, per_call: bool,
+def _sample(model: DDHPose, x2d: torch.Tensor, hypotheses: int,
             dtype: torch.dtype | None) -> torch.Tensor:
-    """One K = 1 sampling call; ``per_call`` runs the denoiser once per hypothesis and flip."""
-    if not per_call:
-        return model.sample(x2d, hypotheses=hypotheses, steps=1, dtype=dtype)
-
-    def denoise(x: torch.Tensor, d: torch.Tensor, ln: torch.Tensor, t: torch.Tensor) -> Any:
-        outs = []
-        for lo in range(x.shape[0]):  # clip by clip of the (x, x_flip) batch ...
-            per_h = [model.denoise(x[lo:lo + 1], d[lo:lo + 1, h:h + 1], ln[lo:lo + 1, h:h + 1],
-                                   t[lo:lo + 1], dtype=dtype)
-                     for h in range(d.shape[1])]  # ... and hypothesis by hypothesis
-            outs.append(torch.cat(per_h, dim=1))
-        return torch.cat(outs)
-
-    with torch.no_grad():
-        return ddim_sample(denoise, x2d, flip_joints(x2d, model.skeleton), model.schedule,
-                           model.skeleton, hypotheses=hypotheses, steps=1, draws=RandomDraws(),
-                           eta=model.config.eta, scale=model.config.scale,
-                           clamp=model.config.clamp)
+    """One K = 1 sampling call in the current variant."""
+    return model.sample(x2d, hypotheses=hypotheses, steps=1, dtype=dtype)
 
 
 def run_ablation(cases: tuple[tuple[int, int, int], ...] = CASES,

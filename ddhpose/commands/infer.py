@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     res = infer(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
                 aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
                 batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses,
-                dtype=None if args.dtype == "float32" else getattr(torch, args.dtype))
+                dtype=getattr(torch, args.dtype))
 
     content: dict[str, object] = {
         "poses_3d": res.poses_3d,

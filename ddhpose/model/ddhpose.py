@@ -220,7 +220,8 @@ class DDHPose(nn.Module):
 
         ``dtype=torch.bfloat16`` runs the denoiser in bfloat16 (:meth:`denoise`; faster on CPUs
         with bfloat16 matmul units, less accurate — see ``reports/bench.md``); the DDIM update
-        stays float32/float64. Default: the parameters' dtype (float32), bit-compatible.
+        stays float32/float64. Default (or the parameters' own dtype): the model as it is,
+        bit-compatible.
 
         ``x2d_flip`` defaults to x2d with u negated and left/right keypoints swapped. Random draws
         (``noise``/``generator``, see :func:`ddhpose.sampler.ddim_sample` for the order) default
@@ -234,8 +235,7 @@ class DDHPose(nn.Module):
         self.eval()
         try:
             c = self.config
-            denoise = self.denoise if dtype is None else functools.partial(
-                self.denoise, dtype=dtype)
+            denoise = functools.partial(self.denoise, dtype=dtype)
             pred = ddim_sample(
                 denoise, x2d, x2d_flip, self.schedule, self.skeleton,
                 hypotheses=hypotheses, steps=steps, draws=RandomDraws(noise, generator),

@@ -34,7 +34,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
             model, split, hypotheses=cfg.hypotheses, steps=cfg.steps,
             batch_clips=cfg.batch_clips, generator=generator,
             save_hypotheses=cfg.save_hypotheses, progress=bar.update,
-            dtype=None if cfg.dtype == "float32" else getattr(torch, cfg.dtype),
+            dtype=getattr(torch, cfg.dtype),
         )
     save_predictions(paths.predictions / "predictions.npz", pred)
     meta = {
