@@ -33,7 +33,7 @@ import torch
 
 from ddhpose.bench import denoiser_flops
 from ddhpose.bench_plan import ModelSpec
-from ddhpose.bench_report import REFERENCE, machine_info, matmul_peak
+from ddhpose.bench_report import REFERENCE, machine_info, matmul_peak, normalised_speedup
 from ddhpose.io import atomic_open, write_json
 from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model import fused as fused_mod
@@ -158,8 +158,8 @@ def render_ablation(r: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     ref_peak = r["reference_peak_gflops"]["float32"]
     for row in r["rows"]:
-        norm = (row["reference_seconds"] * ref_peak / (row["seconds"] * pk["float32"])
-                if row["reference_seconds"] else None)
+        norm = (normalised_speedup(row["reference_seconds"], row["seconds"], pk["float32"],
+                                   ref_peak) if row["reference_seconds"] else None)
         lines.append(
             f"| B={row['batch']},F={row['frames']},H={row['hypotheses']} | {row['variant']} | "
             f"{row['seconds']:.2f} | {row['gflops']:.0f} | "

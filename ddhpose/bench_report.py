@@ -146,8 +146,6 @@ REFERENCE: dict[str, Any] = {
 }
 
 
-
-
 def bench_loader(total_frames: int, frames: int = 243, batch: int = 4,
                  min_seconds: float = 1.0) -> dict[str, Any]:
     """Training data-loader throughput: ``TrainClips`` batches (gather + flip augmentation) over
@@ -183,10 +181,16 @@ def machine_info(threads: int) -> dict[str, Any]:
     return info
 
 
+def normalised_speedup(ref_seconds: float, seconds: float, peak_gflops: float,
+                       ref_peak_gflops: float = REFERENCE["peak_gflops"]["float32"]) -> float:
+    """Speedup over the authors' time on an equally fast machine:
+    (ref s × ref peak) ÷ (s × our peak)."""
+    return ref_seconds * ref_peak_gflops / (seconds * peak_gflops)
+
+
 def annotate(result: dict[str, Any]) -> None:
     """Add GFLOP/s, fractions of the same-run peak and reference comparisons to the records."""
     peak = {dt: v["gflops"] for dt, v in result["peak"].items()}
-    ref_peak = REFERENCE["peak_gflops"]["float32"]
     for group in ("denoiser", "sampling", "training"):
         for rec in result[group]:
             rec["gflops"] = rec["gflop"] / rec["seconds"]
@@ -201,19 +205,17 @@ def annotate(result: dict[str, Any]) -> None:
             if same:
                 rec["reference_seconds"] = ref["seconds"]
                 rec["speedup_raw"] = ref["seconds"] / rec["seconds"]
-                rec["speedup_normalised"] = (ref["seconds"] * ref_peak
-                                             / (rec["seconds"] * peak["float32"]))
+                rec["speedup_normalised"] = normalised_speedup(
+                    ref["seconds"], rec["seconds"], peak["float32"])
                 mm = _kernel_peak(result, "float32", "torch.matmul")
                 if mm:  # like for like: the authors' peak is a torch.matmul peak
-                    rec["speedup_normalised_matmul"] = (ref["seconds"] * ref_peak
-                                                        / (rec["seconds"] * mm))
+                    rec["speedup_normalised_matmul"] = normalised_speedup(
+                        ref["seconds"], rec["seconds"], mm)
 
 
 def _kernel_peak(result: dict[str, Any], dtype: str, kernel: str) -> float | None:
     by = result["peak"].get(dtype, {}).get("by_kernel", {})
     return by[kernel]["gflops"] if kernel in by else None
-
-
 
 
 # --- markdown -----------------------------------------------------------------------------------
