@@ -9,14 +9,13 @@ same variables, and (3, 17, N) arrays as a single step.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open
+from ddhpose.io import atomic_open, read_npz
 
 # Official file suffix -> our aggregation name (oracles named as such).
 MAT_AGGREGATIONS = {
@@ -111,12 +110,7 @@ def read_inference(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(path, "file not found")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(path, f"not a readable npz file (truncated?): {exc}") from exc
-        return validate_inference(arrays, path)
+        return validate_inference(read_npz(path, what="prediction npz file"), path)
     if path.suffix != ".mat":
         raise DataError(path, "prediction file must be .mat or .npz")
     return validate_inference(_read_mat(path), path)

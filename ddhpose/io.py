@@ -1,14 +1,20 @@
-"""Atomic file writing: a crash never leaves a half-written output or checkpoint behind."""
+"""File I/O shared by every layer: atomic writes (a crash never leaves a half-written output or
+checkpoint behind), JSON, and the one ``.npz`` reader with its restricted unpickler."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -79,3 +85,113 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         return {} if default is None else default
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+# --- npz archives ---------------------------------------------------------------------------------
+
+#: The only globals a pickled object array in a data file may name: numpy's array and scalar
+#: reconstructors and dtypes. Containers (dict, list, tuple), str and numbers are pickle opcodes.
+_SAFE_GLOBALS = frozenset({
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+})
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle names a global outside :data:`_SAFE_GLOBALS` (it could run code)."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and dtypes, dict, list, tuple, str and numbers; refuses the rest."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise RefusedPickle(f"{module}.{name}")
+
+
+def restricted_loads(data: bytes) -> Any:
+    """Unpickle ``data`` allowing only numpy arrays/dtypes, dict, list, tuple, str and numbers.
+
+    Anything else (``builtins.eval``, ``os.system``, any class) raises :class:`RefusedPickle`
+    before it is called, so a crafted pickle runs nothing.
+    """
+    return _RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def _read_npy_member(fh: IO[bytes], objects: bool) -> np.ndarray | None:
+    """One ``.npy`` member: the array, or None when it pickles objects and ``objects`` is False."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        header = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        header = np.lib.format.read_array_header_2_0(fh)
+    else:  # 3.0: utf-8 field names; numpy has no public reader for its header
+        header = np.lib.format._read_array_header(fh, version)
+    dtype = header[2]
+    if not dtype.hasobject:
+        fh.seek(0)
+        return np.lib.format.read_array(fh, allow_pickle=False)
+    if not objects:
+        return None
+    value = _RestrictedUnpickler(fh).load()
+    if not isinstance(value, np.ndarray):
+        raise pickle.UnpicklingError(f"pickled {type(value).__name__}, not an array")
+    return value
+
+
+def read_npz(
+    path: str | Path,
+    keys: tuple[str, ...] | None = None,
+    *,
+    objects: bool = False,
+    what: str = "npz archive",
+) -> dict[str, Any]:
+    """Read an ``.npz`` archive into ``{name: array}``: the one npz reader of the package.
+
+    ``keys``: the arrays to read (all when None); a missing one is an error listing the archive's
+    keys. ``objects``: allow pickled object arrays (VideoPose3D and 3DHP data files store dicts
+    this way); they go through :func:`restricted_loads`'s allow-list, and a 0-d object array is
+    returned as the object it holds. Without ``objects`` a pickled array is an error. Every problem
+    (missing, truncated, corrupt, refused pickle) raises :class:`ddhpose.errors.DataError` naming
+    the file and the cause, in one line.
+    """
+    from ddhpose.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    out: dict[str, Any] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+            wanted = tuple(members) if keys is None else keys
+            missing = [k for k in wanted if k not in members]
+            if missing:
+                raise DataError(path, f"missing key{'s' if len(missing) > 1 else ''} "
+                                      f"{', '.join(repr(k) for k in missing)} in this {what} "
+                                      f"(keys: {', '.join(sorted(members)) or 'none'})")
+            for key in wanted:
+                with zf.open(members[key]) as fh:
+                    try:
+                        arr = _read_npy_member(fh, objects)
+                    except RefusedPickle as exc:
+                        raise DataError(
+                            path, f"'{key}' holds a pickle that calls {exc}: refused (only numpy "
+                                  "arrays, dtypes, dict, list, tuple, str and numbers are "
+                                  "unpickled; a crafted or foreign file?)") from None
+                if arr is None:
+                    raise DataError(path, f"'{key}' holds pickled Python objects; a {what} "
+                                          "stores plain arrays only")
+                out[key] = arr.item() if arr.dtype == object and arr.shape == () else arr
+    except DataError:
+        raise
+    except Exception as exc:  # BadZipFile, EOFError, zlib.error, UnpicklingError, bad header...
+        kind = type(exc).__name__
+        raise DataError(path, f"not a readable npz file (truncated or corrupt?): {kind}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return out

@@ -54,6 +54,7 @@ import numpy as np
 
 from ddhpose.camera import normalize_screen_coordinates
 from ddhpose.errors import DataError, UnknownLayoutError
+from ddhpose.io import read_npz
 from ddhpose.skeleton import H36M17
 
 LAYOUTS = ("h36m17", "coco17")
@@ -108,18 +109,15 @@ class Keypoints:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, str | None, Any]:
+    z = read_npz(path, what="keypoints npz file")
+    if "keypoints" not in z:
+        raise DataError(path, f"no 'keypoints' array (keys: {', '.join(z)})")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "keypoints" not in z.files:
-                raise DataError(path, f"no 'keypoints' array (keys: {', '.join(z.files)})")
-            kp = np.asarray(z["keypoints"], dtype=np.float64)
-            layout = str(z["layout"]) if "layout" in z.files else None
-            size = z["image_size"] if "image_size" in z.files else None
-    except DataError:
-        raise
-    except Exception as exc:  # bad zip, pickled objects, ...
-        raise DataError(path, f"unreadable npz ({type(exc).__name__}: {exc})") from exc
-    return kp, layout, size
+        kp = np.asarray(z["keypoints"], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"'keypoints' is not a number array ({exc})") from exc
+    layout = str(z["layout"]) if "layout" in z else None
+    return kp, layout, z.get("image_size")
 
 
 def _read_json(path: Path) -> tuple[np.ndarray, str | None, Any]:

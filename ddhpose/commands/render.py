@@ -31,14 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_pred(path: Path) -> dict[str, np.ndarray]:
     from ddhpose.errors import DataError
+    from ddhpose.io import read_npz
 
     if not path.is_file():
         raise DataError(path, "no such prediction file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise DataError(path, f"unreadable npz ({type(exc).__name__}: {exc})") from exc
+    data = read_npz(path, what="prediction npz file")
     if "poses_3d" not in data:
         raise DataError(path, "no 'poses_3d' array: is this a ddhpose infer output?")
     poses = data["poses_3d"]

@@ -8,8 +8,9 @@
   :data:`ddhpose.camera.H36M_CAMERA_IDS`; key ``metadata`` ->
   ``{'layout_name': 'h36m', 'num_joints': 17, 'keypoints_symmetry': [left, right]}``.
 
-The files hold pickled dicts (``np.savez_compressed`` of a dict object, as VideoPose3D writes them),
-so loading needs ``allow_pickle=True``: only read files you trust. Every problem raises
+The files hold pickled dicts (``np.savez_compressed`` of a dict object, as VideoPose3D writes them);
+they are unpickled by :func:`ddhpose.io.read_npz`'s restricted unpickler (numpy arrays and dtypes,
+dict, list, tuple, str, numbers), so a crafted file is refused and runs nothing. Every problem raises
 :class:`ddhpose.errors.DataError` naming the file.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open
+from ddhpose.io import atomic_open, read_npz
 from ddhpose.skeleton import H36M17
 
 Positions3D = dict[str, dict[str, np.ndarray]]
@@ -48,26 +49,8 @@ def positions_2d_path(directory: str | Path, keypoints: str) -> Path:
 
 
 def _read_npz_objects(path: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Read pickled objects stored under ``keys`` of an npz archive."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    out: dict[str, Any] = {}
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            for key in keys:
-                if key not in npz.files:
-                    raise DataError(path, f"missing key '{key}' (keys: {sorted(npz.files)})")
-                raw = npz[key]
-                out[key] = raw.item() if raw.dtype == object and raw.shape == () else raw
-    except DataError:
-        raise
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, UnpicklingError, ...
-        kind = type(exc).__name__
-        raise DataError(
-            path, f"not a readable npz archive (truncated or corrupt?): {kind}: {exc}"
-        ) from exc
-    return out
+    """Read the pickled objects stored under ``keys`` (restricted unpickler, see module doc)."""
+    return read_npz(path, keys, objects=True, what="VideoPose3D npz file")
 
 
 def _check_array(

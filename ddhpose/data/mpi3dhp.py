@@ -16,14 +16,13 @@ file and the problem.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open
+from ddhpose.io import atomic_open, read_npz
 
 NUM_JOINTS = 17
 TRAIN_KEY = re.compile(r"^S\d+ Seq\d+$")
@@ -128,21 +127,11 @@ def validate_3dhp_test(data: Any, path: Any = None) -> dict[str, dict[str, np.nd
 
 
 def _load_npz_data(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        with np.load(path, allow_pickle=True) as npz:
-            if "data" not in npz.files:
-                raise DataError(path, f"missing key 'data' (keys: {sorted(npz.files)})")
-            raw = npz["data"]
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(path, f"not a readable npz file (truncated or corrupt?): {exc}") from exc
-    if raw.dtype == object and raw.shape == ():
-        return raw.item()
-    raise DataError(path, f"key 'data' must hold a pickled dict, got array {raw.shape} {raw.dtype}")
+    raw = read_npz(path, ("data",), objects=True, what="3DHP npz file")["data"]
+    if isinstance(raw, np.ndarray):
+        raise DataError(path, f"key 'data' must hold a pickled dict, got array {raw.shape} "
+                              f"{raw.dtype}")
+    return raw
 
 
 def _save_npz_data(path: str | Path, data: Any) -> None:

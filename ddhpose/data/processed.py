@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open
+from ddhpose.io import atomic_open, read_npz
 from ddhpose.skeleton import Skeleton, get_skeleton
 
 DATASET_LAYOUTS = {"h36m": "h36m17", "3dhp": "3dhp17"}
@@ -282,19 +282,7 @@ def load_split(path: str | Path) -> ProcessedSplit:
     if not path.is_file():
         raise DataError(path, "file not found")
     wanted = (*FRAME_ARRAYS, *SEQ_ARRAYS, *SCALARS)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in wanted if k not in npz.files]
-            if missing:
-                raise DataError(path, f"missing keys {missing} (not a processed split?)")
-            raw = {k: npz[k] for k in wanted}
-    except DataError:
-        raise
-    except Exception as exc:  # BadZipFile, EOFError, zlib.error, pickled content, ...
-        kind = type(exc).__name__
-        raise DataError(
-            path, f"not a readable processed npz (truncated or corrupt?): {kind}: {exc}"
-        ) from exc
+    raw = read_npz(path, wanted, what="processed split")
     for k in SCALARS:
         if raw[k].shape != () or raw[k].dtype.kind != "U":
             raise DataError(path, f"'{k}' must be a scalar string, got {raw[k].dtype} "

@@ -29,7 +29,7 @@ from ddhpose.camera import image_coordinates
 from ddhpose.data.clips import sequence_eval_clips
 from ddhpose.data.processed import ProcessedSplit
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open
+from ddhpose.io import atomic_open, read_npz
 
 
 @dataclass
@@ -165,11 +165,7 @@ def load_predictions(path: str | Path, split: ProcessedSplit | None = None) -> S
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "predictions file not found (run the sample stage first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # zipfile/ValueError/OSError: a truncated or foreign file
-        raise DataError(path, f"not a readable predictions archive ({exc})") from exc
+    arrays = read_npz(path, what="predictions archive")
     missing = [a for a in (*AGGREGATIONS, "batch_seq", "batch_frames") if a not in arrays]
     if missing:
         raise DataError(path, f"missing arrays {missing}")
