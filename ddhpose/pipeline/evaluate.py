@@ -30,7 +30,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 def run(params: Any, root: Path, tracker: Any) -> None:
     paths = ProjectPaths(root)
     test = load_split(paths.split("test"))
-    train = load_split(paths.split("train"))
+    train = load_split(paths.split("train")) if paths.split("train").is_file() else None
     pred = load_predictions(paths.predictions / "predictions.npz", test)
     sample_meta = read_json(paths.predictions / "meta.json")
     paths.eval_dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     _write_csv(tables.summary, paths.reports / "per_step.csv")
 
     head = headline(tables.summary, params.eval.headline)
-    baseline = mean_pose_baseline(train, test)
+    baseline = mean_pose_baseline(train, test) if train is not None else None
     metrics = {
         "dataset": test.dataset,
         "unit": "mm (PCK, AUC in %)",
@@ -51,8 +51,8 @@ def run(params: Any, root: Path, tracker: Any) -> None:
         "steps": sample_meta.get("steps"),
         "headline": head,
         "baseline_mean_pose": baseline,
-        "improvement_over_baseline": baseline["p1_mm"] / head["p1_mm"] if head.get("p1_mm")
-        else None,
+        "improvement_over_baseline": baseline["p1_mm"] / head["p1_mm"]
+        if baseline and head.get("p1_mm") else None,
         "last_step": {k: v[-1] for k, v in per_step_dict(tables.summary).items()},
         "per_step": per_step_dict(tables.summary),
         "oracle_aggregations": ["p_best_oracle", "j_best_oracle"],
@@ -64,7 +64,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
         plots.plot_error_per_step(tables.summary, paths.plots / "error_per_step.png"),
         plots.plot_error_per_action(tables.table, paths.plots / "error_per_action.png"),
     ]
-    if paths.train_log.is_file():
+    if paths.train_log.is_file() and len(pd.read_csv(paths.train_log)):
         figures.append(plots.plot_training_curves(pd.read_csv(paths.train_log),
                                                   paths.plots / "training_curves.png"))
     if test.dataset == "3dhp":
@@ -76,7 +76,8 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     _log(tracker, params, tables, metrics, figures, paths)
     print(f"evaluate: {head['aggregation']} P1 {head['p1_mm']:.2f} mm"
           + (f", P2 {head['p2_mm']:.2f} mm" if "p2_mm" in head else "")
-          + f" (mean-pose baseline {baseline['p1_mm']:.2f} mm) -> {paths.metrics}")
+          + (f" (mean-pose baseline {baseline['p1_mm']:.2f} mm)" if baseline else
+             " (no training split: no mean-pose baseline)") + f" -> {paths.metrics}")
 
 
 def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> list[Path]:
@@ -116,8 +117,9 @@ def _log(tracker: Any, params: Any, tables: Any, metrics: dict[str, Any],
     for step in range(steps):
         tracker.log_metrics({k: v[step] for k, v in metrics["per_step"].items()
                              if step < len(v)}, step=step + 1)
+    baseline = metrics["baseline_mean_pose"]
     tracker.log_metrics({f"{k}_last": v for k, v in metrics["last_step"].items()}
-                        | {"baseline_mean_pose_p1_mm": metrics["baseline_mean_pose"]["p1_mm"]},
+                        | ({"baseline_mean_pose_p1_mm": baseline["p1_mm"]} if baseline else {}),
                         also_parent=True)
     by_step: dict[int, dict[str, float]] = {}
     for row in tables.table.itertuples(index=False):

@@ -8,7 +8,9 @@ Sources:
 
 Files, by dataset: h36m ``data_3d_h36m.npz`` + ``data_2d_h36m_<keypoints>.npz``; 3dhp
 ``data_train_3dhp_ori.npz`` + either ``data_test_3dhp_ori.npz`` or the official
-``TS*/annot_data.mat`` files (stored as ``mpi_inf_3dhp_test_set/TS*/annot_data.mat``).
+``TS*/annot_data.mat`` files (any subset of TS1..TS6, stored as
+``mpi_inf_3dhp_test_set/TS*/annot_data.mat``). With ``train.epochs: 0`` (evaluate ``model.init``
+only) the 3DHP training file is not needed.
 
 Real data asked for is never replaced by synthetic data. The output is built in a temporary
 directory beside ``out_dir`` and swapped in only when complete and verified, so a failure leaves
@@ -78,8 +80,11 @@ def sha256_file(path: Path) -> str:
 # --- entry points ---------------------------------------------------------------------------------
 
 
-def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
+def fetch_data(cfg: DataParams, out_dir: Path, *, test_only: bool = False) -> dict[str, Path]:
     """Fetch the files ``cfg`` asks for into ``out_dir``; return ``{relative name: path}``.
+
+    ``test_only`` (``train.epochs: 0``, evaluation only): MPI-INF-3DHP's training file is neither
+    needed nor fetched; Human3.6M's two files are still needed (they may hold test subjects only).
 
     Raises DataError (missing/corrupt/unreachable file, naming it) or ConfigError (params).
     """
@@ -91,9 +96,9 @@ def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
         if cfg.source == "synthetic":
             origin = _synthetic(cfg, staging)
         elif cfg.source == "local":
-            origin = _local(cfg, staging)
+            origin = _local(cfg, staging, test_only)
         elif cfg.source == "url":
-            origin = _download(cfg, staging)
+            origin = _download(cfg, staging, test_only)
         else:
             raise ConfigError("data.source", f"must be synthetic|local|url, got {cfg.source!r}")
         names = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
@@ -103,6 +108,7 @@ def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
             "dataset": cfg.dataset, "source": cfg.source, "origin": origin,
             "keypoints": cfg.keypoints if cfg.dataset == "h36m" else None,
             "synthetic": dataclasses.asdict(cfg.synthetic) if cfg.source == "synthetic" else None,
+            "test_only": test_only,
             "files": files,
         })
         _swap_in(staging, out_dir)
@@ -118,7 +124,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     if cfg.source == "local" and not Path(cfg.path).expanduser().is_absolute():
         cfg = dataclasses.replace(cfg, path=str(Path(root) / cfg.path))
     out_dir = Path(root) / "data" / "raw"
-    files = fetch_data(cfg, out_dir)
+    files = fetch_data(cfg, out_dir, test_only=params.train.epochs == 0)
     total = sum(p.stat().st_size for p in files.values())
     tracker.log_metrics({"fetch.files": len(files), "fetch.megabytes": total / 1e6})
     tracker.log_artifact(out_dir / SOURCE_FILE)
@@ -158,7 +164,7 @@ def _synthetic(cfg: DataParams, out_dir: Path) -> str:
     return "synthetic"
 
 
-def _local_plan(cfg: DataParams, src: Path) -> dict[str, Path]:
+def _local_plan(cfg: DataParams, src: Path, test_only: bool = False) -> dict[str, Path]:
     """``{name in out_dir: source file}``; raises one DataError naming every missing file."""
     if not src.is_dir():
         raise DataError(f"data.path={src}", "directory does not exist (data.source is 'local')")
@@ -166,7 +172,7 @@ def _local_plan(cfg: DataParams, src: Path) -> dict[str, Path]:
         names = [H36M_3D, h36m_2d_name(cfg.keypoints)]
         plan = {n: src / n for n in names}
     else:
-        plan = {MPI_TRAIN: src / MPI_TRAIN}
+        plan = {} if test_only else {MPI_TRAIN: src / MPI_TRAIN}
         if (src / MPI_TEST).is_file():
             plan[MPI_TEST] = src / MPI_TEST
         else:
@@ -183,9 +189,9 @@ def _local_plan(cfg: DataParams, src: Path) -> dict[str, Path]:
     return plan
 
 
-def _local(cfg: DataParams, out_dir: Path) -> str:
+def _local(cfg: DataParams, out_dir: Path, test_only: bool = False) -> str:
     src = Path(cfg.path).expanduser().resolve()
-    for name, path in _local_plan(cfg, src).items():
+    for name, path in _local_plan(cfg, src, test_only).items():
         expected = cfg.sha256.get(name)
         if expected is not None:
             actual = sha256_file(path)
@@ -201,17 +207,18 @@ def _local(cfg: DataParams, out_dir: Path) -> str:
     return str(src)
 
 
-def _url_names(cfg: DataParams) -> list[str]:
+def _url_names(cfg: DataParams, test_only: bool = False) -> list[str]:
     if cfg.dataset == "h36m":
         return [H36M_3D, h36m_2d_name(cfg.keypoints)]
+    train = [] if test_only else [MPI_TRAIN]
     annots = sorted(n for n in cfg.sha256 if _TS_ANNOT.match(n))
     if MPI_TEST in cfg.sha256 or not annots:
-        return [MPI_TRAIN, MPI_TEST]
-    return [MPI_TRAIN, *annots]
+        return [*train, MPI_TEST]
+    return [*train, *annots]
 
 
-def _download(cfg: DataParams, out_dir: Path) -> str:
-    names = _url_names(cfg)
+def _download(cfg: DataParams, out_dir: Path, test_only: bool = False) -> str:
+    names = _url_names(cfg, test_only)
     for name in names:
         if name not in cfg.sha256:
             raise ConfigError("data.sha256", f"no digest for {name} (every file downloaded with "

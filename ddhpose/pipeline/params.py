@@ -92,11 +92,13 @@ class ModelParams:
     scale: float = _f(1.0, "signal scale of the diffused bones")
     drop_path: float = _f(0.1, "max stochastic-depth rate while training (0 when sampling)")
     xc_layout: str = _f("reference", "reference (flat reshape, parity) | transpose (intended)")
+    init: str = _f("", "start from: '' (scratch) | checkpoint path (ours, authors' .bin) | "
+                   "models:/name@alias | models:/name/N | runs:/id/path")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = _f(8, "training epochs (paper 400)")
+    epochs: int = _f(8, "training epochs (paper 400); 0 = adopt model.init, evaluate only")
     batch_clips: int = _f(4, "clips per optimiser step (global batch)")
     lr: float = _f(1.0e-4, "AdamW initial learning rate")
     lr_decay: float = _f(0.993, "lr multiplier after every epoch, in (0, 1]")
@@ -137,6 +139,7 @@ class EvalParams:
 class TrackingParams:
     enabled: bool = _f(True, "log to MLflow (false: offline JSON lines only)")
     experiment_prefix: str = _f("ddhpose", "MLflow experiment name = <prefix>-<dataset>")
+    register_model: bool = _f(True, "evaluate logs + registers the model as ddhpose-<dataset>")
 
 
 SECTIONS: dict[str, type] = {

@@ -21,6 +21,7 @@ XC_LAYOUTS = ("reference", "transpose")
 HEADLINES = ("p_best", "p_agg", "j_best", "j_agg")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:/")  # a scheme (not a Windows drive letter)
 
 
 def _check(key: str, ok: bool, problem: str, got: Any) -> None:
@@ -69,7 +70,12 @@ def validate(p: Params) -> None:
     _check("model.xc_layout", m.xc_layout in XC_LAYOUTS, f"must be one of {'|'.join(XC_LAYOUTS)}",
            m.xc_layout)
 
-    _check("train.epochs", t.epochs >= 1, "must be >= 1", t.epochs)
+    _check("model.init", not _URI.match(m.init) or m.init.startswith(("models:/", "runs:/")),
+           "must be '', a checkpoint path, models:/<name>@<alias>, models:/<name>/<version> "
+           "or runs:/<run id>/<path>", m.init)
+    _check("train.epochs", t.epochs >= 0, "must be >= 0", t.epochs)
+    _check("train.epochs", t.epochs >= 1 or bool(m.init.strip()),
+           "0 (evaluate only) needs model.init (the checkpoint to adopt)", t.epochs)
     _check("train.batch_clips", t.batch_clips >= 1, "must be >= 1", t.batch_clips)
     _check("train.lr", t.lr > 0, "must be > 0", t.lr)
     _check("train.lr_decay", 0 < t.lr_decay <= 1, "must be in (0, 1]", t.lr_decay)

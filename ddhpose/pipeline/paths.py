@@ -30,6 +30,19 @@ class ProjectPaths:
         return self.models / "best.pt"
 
     @property
+    def init_dir(self) -> Path:
+        """``models/init``: the resolved ``model.init`` (the init_model stage's output)."""
+        return self.models / "init"
+
+    @property
+    def init_checkpoint(self) -> Path:
+        return self.init_dir / "init.pt"
+
+    @property
+    def init_source(self) -> Path:
+        return self.init_dir / "source.json"
+
+    @property
     def train_log(self) -> Path:
         return self.models / "train_log.csv"
 

@@ -14,8 +14,10 @@ from ddhpose.pipeline.paths import ProjectPaths
 
 
 def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
-    """Read and validate the raw files of ``params.data.dataset``; return the train/test splits."""
+    """Read and validate the raw files of ``params.data.dataset``; return the train/test splits
+    (the test split only with ``train.epochs: 0``: nothing is trained)."""
     data = params.data
+    test_only = params.train.epochs == 0
     if data.dataset == "h36m":
         from ddhpose.data.h36m import load_positions_2d, load_positions_3d, positions_2d_path
         from ddhpose.data.processed_build import h36m_to_processed
@@ -23,10 +25,10 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
         pos3d = load_positions_3d(raw / "data_3d_h36m.npz")
         pos2d, _meta = load_positions_2d(positions_2d_path(raw, data.keypoints))
         actions = data.actions
-        return {
-            "train": h36m_to_processed(pos3d, pos2d, list(data.subjects_train), actions),
-            "test": h36m_to_processed(pos3d, pos2d, list(data.subjects_test), actions),
-        }
+        splits = {"test": h36m_to_processed(pos3d, pos2d, list(data.subjects_test), actions)}
+        if not test_only:
+            splits["train"] = h36m_to_processed(pos3d, pos2d, list(data.subjects_train), actions)
+        return splits
     from ddhpose.data.mpi3dhp import (
         annotations_to_test_data,
         load_3dhp_test,
@@ -35,7 +37,6 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
     )
     from ddhpose.data.processed_build import mpi3dhp_to_processed
 
-    train = load_3dhp_train(raw / "data_train_3dhp_ori.npz")
     test_npz = raw / "data_test_3dhp_ori.npz"
     official = raw / "mpi_inf_3dhp_test_set"
     if test_npz.is_file():
@@ -45,8 +46,11 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
     else:
         raise DataError(raw, "no MPI-INF-3DHP test data: expected data_test_3dhp_ori.npz or "
                              "mpi_inf_3dhp_test_set/TS*/annot_data.mat (rerun fetch_data)")
-    return {"train": mpi3dhp_to_processed(train, "train"),
-            "test": mpi3dhp_to_processed(test, "test")}
+    splits = {"test": mpi3dhp_to_processed(test, "test")}
+    if not test_only:
+        splits["train"] = mpi3dhp_to_processed(load_3dhp_train(raw / "data_train_3dhp_ori.npz"),
+                                               "train")
+    return splits
 
 
 def run(params: Any, root: Path, tracker: Any) -> None:
@@ -66,6 +70,6 @@ def run(params: Any, root: Path, tracker: Any) -> None:
                         | {f"{name}_sequences": float(s.num_sequences)
                            for name, s in splits.items()})
     tracker.log_artifact(paths.processed / "manifest.json", "data")
-    print(f"preprocess: train {splits['train'].num_frames} frames / "
-          f"{splits['train'].num_sequences} sequences, test {splits['test'].num_frames} frames / "
-          f"{splits['test'].num_sequences} sequences -> {paths.processed}")
+    shown = ", ".join(f"{name} {s.num_frames} frames / {s.num_sequences} sequences"
+                      for name, s in sorted(splits.items(), reverse=True))
+    print(f"preprocess: {shown} -> {paths.processed}")

@@ -24,14 +24,23 @@ def project_root() -> Path:
     return Path(os.environ.get("DDHPOSE_ROOT", os.getcwd())).resolve()
 
 
-def run_stage(stage: str, fn: StageFn, params_path: str | Path | None = None) -> int:
-    """Run ``fn(params, root, tracker)`` in the stage's MLflow child run; return the exit code."""
+def run_stage(
+    stage: str, fn: StageFn, params_path: str | Path | None = None, *, track: bool = True
+) -> int:
+    """Run ``fn(params, root, tracker)`` in the stage's MLflow child run; return the exit code.
+
+    ``track=False`` runs ``fn(params, root, None)`` without opening any MLflow run.
+    """
     from ddhpose.pipeline.params import load_params
-    from ddhpose.pipeline.tracking import stage_run
 
     root = project_root()
     try:
         params = load_params(Path(params_path) if params_path else root / "params.yaml")
+        if not track:
+            fn(params, root, None)
+            return 0
+        from ddhpose.pipeline.tracking import stage_run
+
         with stage_run(stage, params, root) as tracker:
             fn(params, root, tracker)
     except (DDHPoseError, FileNotFoundError) as exc:

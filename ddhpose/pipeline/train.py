@@ -5,22 +5,30 @@ writes and logs). ``models/last.pt`` persists between runs (dvc.yaml ``persist: 
 run resumes from it. When params.yaml changed the model or the optimisation trajectory since that
 run, the stale run files are removed and training starts over (DVC keeps the old outputs in its
 cache); only ``train.epochs`` (and bookkeeping keys) may change and continue the same run.
+
+``model.init`` (resolved by the init_model stage into ``models/init/``): with ``train.epochs: 0``
+the checkpoint is adopted as ``models/best.pt`` (and ``last.pt``) without training; with
+``train.epochs > 0`` training starts from its weights (fine-tuning, fresh optimizer). Either way
+the architecture comes from the checkpoint and must agree with ``model.*``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from ddhpose.checkpoint import load_checkpoint
+from ddhpose.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.data.processed import load_split
-from ddhpose.errors import CheckpointError
+from ddhpose.errors import CheckpointError, ConfigError, DataError
+from ddhpose.io import read_json
 from ddhpose.model import ModelConfig
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.config import TRAJECTORY_FIELDS, coerce_train_config
 from ddhpose.training.loop import train
+from ddhpose.training.progress import write_train_log
 
 
 def model_config(params: Any) -> ModelConfig:
@@ -31,12 +39,19 @@ def model_config(params: Any) -> ModelConfig:
                        scale=m.scale, drop_path=m.drop_path, xc_layout=m.xc_layout).validate()
 
 
-def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> str | None:
+def stale_run_reason(
+    last: Path, model_cfg: ModelConfig, train_params: Any, init_sha256: str = ""
+) -> str | None:
     """Why ``last.pt`` belongs to a different run (None when training may resume from it).
 
     A corrupt file is not "stale": :class:`CheckpointError` propagates so nothing is deleted.
     """
     ckpt = load_checkpoint(last, map_location="cpu")
+    state = ckpt.get("train_state") or {}
+    if state.get("adopted"):
+        return "it is an adopted model.init (train.epochs was 0), not a training run"
+    if str(state.get("init_sha256") or "") != init_sha256:
+        return "model.init"
     have = dict(ckpt.get("model_config") or {})
     want = dataclasses.asdict(model_cfg)
     changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
@@ -47,36 +62,100 @@ def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> s
 
 
 def _remove_stale(models: Path, reason: str) -> None:
-    removed = []
-    for pattern in ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv"):
-        for path in models.glob(pattern):
-            path.unlink()
-            removed.append(path.name)
-    print(f"train: params changed since the run in {models} ({reason}); starting a new run "
-          f"(removed {', '.join(sorted(removed))})")
+    """Move the files of a stale run to ``models/set_aside/<UTC time>/`` (never deleted)."""
+    stale = [p for pattern in ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv")
+             for p in sorted(models.glob(pattern))]
+    if not stale:
+        return
+    aside = models / "set_aside" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in stale:
+        os.replace(path, aside / path.name)
+    print(f"train: {reason}; starting a new run (moved {', '.join(p.name for p in stale)} "
+          f"to {aside})")
+
+
+ARCHITECTURE_KEYS = ("width", "depth", "heads", "mlp_ratio", "frames", "timesteps", "scale",
+                     "xc_layout")
+
+
+def init_config(init_cfg: ModelConfig, wanted: ModelConfig, source: Path) -> ModelConfig:
+    """The architecture of ``model.init``'s checkpoint, checked against params.yaml's ``model.*``.
+
+    Returns the checkpoint's config with the training-only ``drop_path`` of params.yaml; a key
+    that disagrees raises ConfigError naming the key, the checkpoint's and params.yaml's values.
+    """
+    if init_cfg.dataset != wanted.dataset:
+        raise ConfigError("data.dataset", f"model.init {source} holds a {init_cfg.dataset!r} "
+                                          f"model, params.yaml has {wanted.dataset!r}")
+    for key in ARCHITECTURE_KEYS:
+        have, want = getattr(init_cfg, key), getattr(wanted, key)
+        if have != want:
+            raise ConfigError(f"model.{key}", f"model.init {source} has {have!r}, params.yaml "
+                                              f"has {want!r} (the architecture comes from "
+                                              f"model.init: set model.{key}: {have!r})")
+    return dataclasses.replace(init_cfg, drop_path=wanted.drop_path)
+
+
+def _init_record(params: Any, paths: ProjectPaths) -> dict[str, Any]:
+    record = read_json(paths.init_source, default={"init": ""})
+    asked = params.model.init.strip()
+    if str(record.get("init", "")) != asked:
+        raise DataError(paths.init_source, f"resolved for model.init {record.get('init')!r}, but "
+                                           f"params.yaml has {asked!r}: run `dvc repro` (the "
+                                           "init_model stage resolves it)")
+    if asked and not paths.init_checkpoint.is_file():
+        raise DataError(paths.init_checkpoint, "missing: run `dvc repro` (init_model stage)")
+    return record
+
+
+def _adopt(model: Any, record: dict[str, Any], paths: ProjectPaths) -> None:
+    """``train.epochs: 0``: ``model.init`` becomes ``best.pt`` (and ``last.pt``), untrained."""
+    meta = {"kind": "ddhpose-adopted", "init": record["init"], "init_sha256": record["sha256"]}
+    state = {"adopted": True, "init_sha256": record["sha256"]}
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(paths.models / name, model, train_state=state, metadata=meta)
+    write_train_log(paths.train_log, [])  # no epochs: a header only
 
 
 def run(params: Any, root: Path, tracker: Any) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
+    record = _init_record(params, paths)
+    init_model = None
+    if record["init"]:
+        init_model = load_model(paths.init_checkpoint, dataset=params.data.dataset)
+        cfg = init_config(init_model.config, cfg, paths.init_checkpoint)
+        tracker.set_tags({f"ddhpose.init.{k}": v for k, v in record.items() if v is not None})
+    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
+                       | {f"model.{k}": v for k, v in vars(params.model).items()})
+    if params.train.epochs == 0:
+        assert init_model is not None  # params validation: epochs 0 needs model.init
+        _remove_stale(paths.models, "train.epochs is 0: adopting model.init")
+        _adopt(init_model, record, paths)
+        tracker.log_artifact(paths.best, "models")
+        print(f"train: train.epochs is 0: adopted {record['init']} as {paths.best} (no training)")
+        return
     last = paths.models / "last.pt"
+    init_sha = str(record.get("sha256", ""))
     if last.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         try:
-            reason = stale_run_reason(last, cfg, params.train)
+            reason = stale_run_reason(last, cfg, params.train, init_sha)
         except CheckpointError as exc:
             raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]} — delete it to "
                                   "start training over") from exc
         if reason:
-            _remove_stale(paths.models, reason)
+            _remove_stale(paths.models, f"params changed since the run in {paths.models} "
+                                        f"({reason})")
     train_split = load_split(paths.split("train"))
     val_split = load_split(paths.split("test")) if params.train.validate else None
-    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
-                       | {f"model.{k}": v for k, v in vars(params.model).items()})
 
     def log_fn(metrics: dict[str, float], epoch: int) -> None:
         tracker.log_metrics(metrics, step=epoch)
 
-    result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn)
+    result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn,
+                   init_state_dict=None if init_model is None else init_model.state_dict(),
+                   init_tag=init_sha)
     for name in ("best.pt", "last.pt", "train_log.csv"):
         if (paths.models / name).is_file():
             tracker.log_artifact(paths.models / name, "models")

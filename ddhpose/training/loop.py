@@ -92,6 +92,7 @@ class _Trainer:
     def __init__(
         self, model_cfg: ModelConfig, cfg: TrainConfig, train_split: Any, val_split: Any,
         out_dir: Path, info: DistInfo, log_fn: LogFn | None,
+        init_state_dict: dict[str, torch.Tensor] | None = None, init_tag: str = "",
     ) -> None:
         self.model_cfg, self.cfg, self.info, self.log_fn = model_cfg, cfg, info, log_fn
         self.out_dir = out_dir
@@ -100,7 +101,11 @@ class _Trainer:
         if cfg.amp and not self.amp and info.is_main:
             _note("amp requested but the device is not CUDA: training in float32")
         seed_everything(cfg.seed)
-        self.model = DDHPose(model_cfg, amp=self.amp).to(info.device)
+        self.model = DDHPose(model_cfg, amp=self.amp)
+        if init_state_dict is not None:  # fine-tuning: start from given weights (a resume
+            self.model.load_state_dict(init_state_dict, strict=True)  # overrides them)
+        self.model = self.model.to(info.device)
+        self.init_tag = init_tag
         self.skel = self.model.skeleton
         self.drop_path = GlobalDropPath()
         set_drop_path_mask_fn(self.model, self.drop_path)
@@ -265,7 +270,7 @@ class _Trainer:
             "epoch": self.epoch, "lr": self.lr, "shuffler": self.data.shuffler_state(),
             "rng": rng, "best_mpjpe_mm": self.best, "best_epoch": self.best_epoch,
             "history": self.history, "train_config": self.cfg.as_dict(),
-            "world_size": self.info.world_size,
+            "world_size": self.info.world_size, "init_sha256": self.init_tag,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
         meta = {"kind": "ddhpose-train", "epoch": self.epoch}
@@ -340,6 +345,8 @@ def train(
     *,
     log_fn: LogFn | None = None,
     resume: bool = True,
+    init_state_dict: dict[str, torch.Tensor] | None = None,
+    init_tag: str = "",
 ) -> TrainResult:
     """Train DDHPose on ``train_split`` and write checkpoints to ``out_dir``.
 
@@ -349,7 +356,9 @@ def train(
     :mod:`ddhpose.training.distributed`). ``log_fn(metrics, epoch)`` is called on rank 0 after
     every epoch. With ``resume`` and an existing ``out_dir/last.pt`` training continues from it
     (refused with CheckpointError when it is corrupt or its settings differ); a finished run
-    returns its result without training.
+    returns its result without training. ``init_state_dict``: weights to fine-tune from
+    (ignored when resuming); ``init_tag`` (e.g. their sha256) is stored in the training state so
+    a resume can tell which initialisation a run started from.
     """
     cfg = coerce_train_config(train_cfg)
     if cfg.validate and val_split is None:
@@ -357,7 +366,8 @@ def train(
         _note("no validation split given: validation disabled (best.pt = last epoch)")
     info = init_distributed(cfg.device)
     with _deterministic(info.device):
-        trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn)
+        trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn,
+                           init_state_dict=init_state_dict, init_tag=init_tag)
         result = trainer.run(resume)
     shutdown_distributed(info)
     return result

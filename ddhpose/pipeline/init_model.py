@@ -1,0 +1,101 @@
+"""Stage ``init_model``: resolve ``model.init`` into ``models/init/`` (a dependency of ``train``).
+
+``model.init`` is ``''`` (train from scratch), a checkpoint path (ours, an authors' ``.bin`` or a
+bare state_dict; relative paths are relative to the project root) or an MLflow model URI
+(``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/<run id>/<path>``, resolved by
+:mod:`ddhpose.pipeline.registry`).
+
+The stage copies the checkpoint's bytes unchanged to ``models/init/init.pt`` and writes
+``models/init/source.json`` (what was asked for, what it resolved to: file path or registered
+model version and run id, and the sha256 of the copied bytes). The output holds no timestamps,
+so it is byte-identical as long as the resolved checkpoint is.
+
+Why a stage of its own, marked ``always_changed`` in dvc.yaml: DVC cannot depend on a path (or a
+registry alias) named by a parameter, and a changed init file must rerun ``train``. This stage
+runs on every ``dvc repro`` (it only hashes and copies, or resolves a URI), and ``train`` depends
+on its output: ``train`` reruns exactly when the resolved checkpoint's bytes change (a new file
+content, an alias that moved to another version), and not otherwise.
+
+The stage does not open an MLflow run (it runs every time and must not start a new pipeline run);
+``train`` records ``source.json`` as tags of its run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ddhpose.errors import ConfigError
+from ddhpose.io import atomic_path, read_json, write_json
+from ddhpose.pipeline.paths import ProjectPaths
+
+URI_PREFIXES = ("models:/", "runs:/")
+
+
+def is_model_uri(init: str) -> bool:
+    """Whether ``model.init`` names an MLflow model rather than a file."""
+    return init.startswith(URI_PREFIXES)
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """``(local checkpoint file, record)`` for a non-empty ``model.init``.
+
+    A URI is downloaded into ``work_dir``; a path is checked to be a file. Errors name
+    ``model.init``.
+    """
+    if is_model_uri(init):
+        from ddhpose.pipeline.registry import download_checkpoint
+
+        return download_checkpoint(init, work_dir, root=root)
+    path = Path(init).expanduser()
+    if not path.is_absolute():
+        path = root / path
+    if not path.is_file():
+        raise ConfigError("model.init", f"{path}: no such checkpoint file")
+    return path, {"kind": "file", "path": str(path.resolve())}
+
+
+def run(params: Any, root: Path, tracker: Any = None) -> None:
+    """Write ``models/init/{init.pt,source.json}`` for ``params.model.init``."""
+    paths = ProjectPaths(root)
+    init = params.model.init.strip()
+    paths.init_dir.mkdir(parents=True, exist_ok=True)
+    if not init:
+        paths.init_checkpoint.unlink(missing_ok=True)
+        write_json(paths.init_source, {"init": ""})
+        print("init_model: model.init is '' (train from scratch)")
+        return
+    with tempfile.TemporaryDirectory(prefix=".init.", dir=paths.models) as tmp:
+        src, record = resolve_init(init, root, Path(tmp))
+        _check_loadable(src, params.data.dataset)
+        with atomic_path(paths.init_checkpoint) as dst:
+            shutil.copyfile(src, dst)
+    record = {"init": init, **record, "sha256": file_sha256(paths.init_checkpoint)}
+    write_json(paths.init_source, record)
+    where = record.get("path") or f"{record.get('name')} version {record.get('version')}"
+    print(f"init_model: {init} -> {where} (sha256 {record['sha256'][:12]}) -> "
+          f"{paths.init_checkpoint}")
+
+
+def _check_loadable(path: Path, dataset: str) -> None:
+    """Fail here, naming the file, rather than in ``train`` (a corrupt or foreign file)."""
+    from ddhpose.checkpoint import load_model
+
+    load_model(path, dataset=dataset, map_location="cpu")
+
+
+def read_init_record(root: Path) -> dict[str, Any]:
+    """``models/init/source.json`` (``{"init": ""}`` when the stage has not run)."""
+    return read_json(ProjectPaths(root).init_source, default={"init": ""})
