@@ -91,7 +91,7 @@ def run(params: Any, root: Path, tracker: Any = None) -> None:
 
 def _check_loadable(path: Path, dataset: str) -> None:
     """Fail here, naming the file, rather than in ``train`` (a corrupt or foreign file)."""
-    from ddhpose.checkpoint import load_model
+    from ddhpose.model.checkpoint import load_model
 
     load_model(path, dataset=dataset, map_location="cpu")
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ddhpose.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError, ConfigError, DataError
 from ddhpose.io import read_json
 from ddhpose.model import ModelConfig
+from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.config import TRAJECTORY_FIELDS, coerce_train_config
 from ddhpose.training.loop import train
