@@ -311,14 +311,33 @@ def load_keypoints(
     if layout is None:
         raise DataError(path, "no joint layout: store 'layout' in the file or pass --layout "
                               "(h36m17 or coco17)")
-    if kp.ndim != 3 or kp.shape[1] != 17 or kp.shape[2] not in (2, 3) or kp.shape[0] < 1:
-        raise DataError(path, f"keypoints must have shape (T, 17, 2) or (T, 17, 3) with T >= 1, "
-                              f"got {kp.shape}")
     size_src = image_size if image_size is not None else file_size
     if size_src is None:
         raise DataError(path, "no image size: store 'image_size' [w, h] in the file or pass "
                               "--image-size W H")
-    size = _image_size(path, size_src)
+    return keypoints_from_array(kp, layout, size_src, min_confidence=min_confidence, source=path)
+
+
+def keypoints_from_array(
+    kp: Any,
+    layout: str,
+    image_size: Any,
+    *,
+    min_confidence: float = 0.0,
+    source: str | Path = "<array>",
+) -> Keypoints:
+    """(T, 17, 2|3) pixel keypoints (NaN or confidence 0 = missing) in ``layout`` ->
+    :class:`Keypoints` in Human3.6M-17 pixels, gaps filled. Errors name ``source``."""
+    path = source
+    check_layout(layout)
+    try:
+        kp = np.asarray(kp, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"keypoints must be a T x 17 x 2|3 number array ({exc})") from exc
+    if kp.ndim != 3 or kp.shape[1] != 17 or kp.shape[2] not in (2, 3) or kp.shape[0] < 1:
+        raise DataError(path, f"keypoints must have shape (T, 17, 2) or (T, 17, 3) with T >= 1, "
+                              f"got {kp.shape}")
+    size = _image_size(path, image_size)
     coords = np.where(missing_mask(kp, min_confidence)[..., None], np.nan, kp[..., :2])
     if layout == "coco17":
         coords = coco17_to_h36m17(coords)
@@ -330,7 +349,8 @@ def load_keypoints(
             f"({int(missing.any(axis=0).sum())} joint(s)) by linear interpolation in time",
             MissingKeypointsWarning, stacklevel=2,
         )
-    return Keypoints(xy=xy, image_size=size, source_layout=layout, missing=missing, path=str(path))
+    return Keypoints(xy=xy, image_size=size, source_layout=layout, missing=missing,
+                     path=str(path))
 
 
 def save_keypoints_json(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="model checkpoint (ours, or an authors' .bin)")
+                        help="model checkpoint (ours, or an authors' .bin) or an MLflow model "
+                             "URI: models:/ddhpose-h36m@champion, models:/NAME/VERSION, "
+                             "runs:/ID/PATH "
+                             "(tracking server from MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--keypoints", required=True, metavar="FILE",
                         help="2D keypoints in pixels (.npz, .json or .csv; see ddhpose.keypoints)")
     parser.add_argument("--out", required=True, metavar="OUT",
@@ -86,11 +90,25 @@ def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
     return kps
 
 
+def _local_checkpoint(checkpoint: str, work_dir: Path) -> Path:
+    """A file path as is; an MLflow model URI downloaded into ``work_dir`` (mlflow is imported
+    only then)."""
+    if not checkpoint.startswith(("models:/", "runs:/")):
+        return Path(checkpoint)
+    from ddhpose.pipeline.registry import download_checkpoint
+
+    path, record = download_checkpoint(checkpoint, work_dir)
+    version = f" version {record['version']}" if record.get("version") else ""
+    print(f"ddhpose infer: {checkpoint} -> {record.get('name') or record['run_id']}{version}",
+          file=sys.stderr)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ddhpose.errors import DataError
-    from ddhpose.inference.infer import default_intrinsic, infer
+    from ddhpose.inference.infer import default_intrinsic, infer_h36m17
     from ddhpose.io import atomic_path, write_json
     from ddhpose.model.checkpoint import load_model
 
@@ -98,14 +116,13 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError(None, "--device cuda was asked for but CUDA is not available")
     kps = read_keypoints(args, "infer")
-    model = load_model(args.checkpoint, map_location=args.device).to(args.device)
-    if model.skeleton.name != "h36m17":
-        raise DataError(args.checkpoint, f"infer needs a Human3.6M (h36m) model, this checkpoint "
-                                         f"holds a '{model.config.dataset}' model")
+    with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
+        model = load_model(_local_checkpoint(args.checkpoint, Path(tmp)),
+                           map_location=args.device).to(args.device)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     intrinsic = (default_intrinsic(kps.image_size, args.focal)
                  if args.aggregate == "j_agg" else None)
-    res = infer(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
+    res = infer_h36m17(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
                 aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
                 batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses,
                 dtype=getattr(torch, args.dtype))

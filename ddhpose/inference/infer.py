@@ -206,11 +206,13 @@ def infer(
     keep_hypotheses: bool = True,
     dtype: torch.dtype | None = None,
 ) -> InferResult:
-    """Lift (T, 17, 2) pixel keypoints (Human3.6M-17 order) to (T, 17, 3) metres.
+    """Lift (T, 17, 2) pixel keypoints in the model's joint order to (T, 17, 3) metres.
 
     Args:
-        model: a :class:`ddhpose.model.ddhpose.DDHPose` for the ``h36m`` skeleton.
-        keypoints_px: (T, 17, 2) pixels, all finite (see :mod:`ddhpose.keypoints`).
+        model: a :class:`ddhpose.model.ddhpose.DDHPose` (:func:`infer_h36m17` takes Human3.6M-17
+            keypoints for a model of either skeleton).
+        keypoints_px: (T, 17, 2) pixels in the model's joint order, all finite (see
+            :mod:`ddhpose.keypoints`).
         image_size: (w, h) pixels, for the normalisation (and the default camera).
         hypotheses, steps: H and K of the DDIM sampler (the last step's poses are returned).
         aggregate: ``p_agg`` or ``j_agg`` (oracle aggregations need ground truth: not here).
@@ -227,9 +229,6 @@ def infer(
         raise ValueError(f"aggregate must be one of {AGGREGATES} (oracle aggregations need "
                          f"ground truth), got {aggregate!r}")
     skel = model.skeleton
-    if skel.name != "h36m17":
-        raise ValueError(f"infer needs a Human3.6M-layout (h36m) model; this one is for "
-                         f"'{model.config.dataset}' ({skel.name})")
     kp = np.asarray(keypoints_px, dtype=np.float64)
     if kp.ndim != 3 or kp.shape[1:] != (skel.num_joints, 2) or kp.shape[0] < 1:
         raise ValueError(f"keypoints must be (T, {skel.num_joints}, 2) pixels, got {kp.shape}")
@@ -275,14 +274,41 @@ def infer(
     )
 
 
+# For each MPI-INF-3DHP joint (3dhp17 order), the Human3.6M-17 joint of the same meaning:
+# head_top = head, neck = thorax, head = neck/nose; limbs, pelvis and spine correspond directly.
+H36M17_TO_3DHP17 = (10, 8, 14, 15, 16, 11, 12, 13, 1, 2, 3, 4, 5, 6, 0, 7, 9)
+
+
+def infer_h36m17(model: Any, keypoints_px: np.ndarray, image_size: tuple[float, float],
+                 **kwargs: Any) -> InferResult:
+    """:func:`infer` with input and output in the Human3.6M-17 order for a model of either
+    skeleton: a 3DHP model gets the keypoints reordered by :data:`H36M17_TO_3DHP17` and its
+    poses (T, 17, 3), hypotheses (T, H, 17, 3) and spread (T, 17) reordered back."""
+    if model.skeleton.name == "h36m17":
+        return infer(model, keypoints_px, image_size, **kwargs)
+    if model.skeleton.name != "3dhp17":
+        raise ValueError(f"no Human3.6M-17 correspondence for the '{model.skeleton.name}' "
+                         "skeleton")
+    to_model = np.asarray(H36M17_TO_3DHP17)
+    back = np.argsort(to_model)
+    res = infer(model, np.asarray(keypoints_px)[:, to_model], image_size, **kwargs)
+    res.poses_3d = res.poses_3d[:, back]
+    res.spread = res.spread[:, back]
+    if res.hypotheses is not None:
+        res.hypotheses = res.hypotheses[:, :, back]
+    return res
+
+
 __all__ = [
     "AGGREGATES",
     "DEFAULT_FOCAL_PER_WIDTH",
+    "H36M17_TO_3DHP17",
     "InferResult",
     "blend_weights",
     "blend_windows",
     "default_intrinsic",
     "estimate_root_translation",
     "infer",
+    "infer_h36m17",
     "window_starts",
 ]

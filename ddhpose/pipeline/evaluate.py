@@ -110,6 +110,21 @@ def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> lis
     return out
 
 
+def sequence_metrics(tidy: pd.DataFrame) -> dict[int, dict[str, float]]:
+    """3DHP summary columns as MLflow metrics per DDIM step: ``<metric>_<aggregation>/<name>``,
+    e.g. ``pck_j_agg/TS5``, ``auc_j_agg/TS5``, ``mpjpe_mm_j_agg/TS5`` (sequences) and
+    ``pck_j_agg/Sitting`` (activities; their MPJPE is ``p1_<aggregation>/<activity>``)."""
+    out: dict[int, dict[str, float]] = {}
+    rows = tidy[tidy["column"].isin(["Average", "Total"])]
+    for row in rows.itertuples(index=False):
+        if row.table == "activity" and row.metric == "mpjpe_mm":
+            continue
+        name = row.sequence if row.table == "sequence" else row.row
+        key = f"{row.metric}_{row.aggregation}/{name}".replace(" ", "_")
+        out.setdefault(int(row.step), {})[key] = float(row.value)
+    return out
+
+
 def _log(tracker: Any, params: Any, tables: Any, metrics: dict[str, Any],
          figures: list[Path], paths: ProjectPaths) -> None:
     tracker.log_params({f"eval.{k}": v for k, v in vars(params.eval).items()})
@@ -125,6 +140,9 @@ def _log(tracker: Any, params: Any, tables: Any, metrics: dict[str, Any],
     for row in tables.table.itertuples(index=False):
         key = f"{str(row.protocol).lower()}_{row.aggregation}/{row.action}".replace(" ", "_")
         by_step.setdefault(int(row.step), {})[key] = float(row.mm)
+    if "tidy" in tables.extra:  # 3DHP: PCK / AUC / MPJPE per sequence and per activity
+        for step, values in sequence_metrics(tables.extra["tidy"]).items():
+            by_step.setdefault(step, {}).update(values)
     for step, values in sorted(by_step.items()):
         tracker.log_metrics(values, step=step)
     for path in (paths.metrics, paths.reports / "per_action.csv", paths.reports / "per_step.csv"):

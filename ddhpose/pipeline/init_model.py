@@ -56,9 +56,12 @@ def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str,
     ``model.init``.
     """
     if is_model_uri(init):
-        from ddhpose.pipeline.registry import download_checkpoint
+        from ddhpose.pipeline.registry import RegistryError, download_checkpoint
 
-        return download_checkpoint(init, work_dir, root=root)
+        try:
+            return download_checkpoint(init, work_dir, root=root)
+        except RegistryError as exc:
+            raise ConfigError("model.init", str(exc)) from exc
     path = Path(init).expanduser()
     if not path.is_absolute():
         path = root / path

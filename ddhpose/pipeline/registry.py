@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ddhpose.errors import ConfigError, DDHPoseError
+from ddhpose.errors import DDHPoseError
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -78,7 +78,7 @@ def download_checkpoint(uri: str, work_dir: Path, *, root: Path | None = None,
 
     ``uri`` may name a ddhpose MLflow model (its ``checkpoint`` artifact is used) or, with
     ``runs:/``, a checkpoint file logged in a run. The record holds the resolved version / run id.
-    Errors are :class:`ConfigError` on ``model.init`` naming the URI.
+    Errors are :class:`RegistryError` naming the URI.
     """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
@@ -91,10 +91,8 @@ def download_checkpoint(uri: str, work_dir: Path, *, root: Path | None = None,
                   if record["kind"] == "registered_model" else uri)
         local = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=pinned, dst_path=str(work_dir), tracking_uri=uri_tracking))
-    except RegistryError as exc:
-        raise ConfigError("model.init", str(exc)) from exc
     except (MlflowException, OSError) as exc:
-        raise ConfigError("model.init", f"{uri}: download failed: {_first_line(exc)}") from exc
+        raise RegistryError(f"{uri}: download failed: {_first_line(exc)}") from exc
     return checkpoint_in(local, uri), record
 
 
@@ -104,6 +102,6 @@ def checkpoint_in(local: Path, uri: str = "") -> Path:
         return local
     candidate = local / "artifacts" / CHECKPOINT_FILE
     if not candidate.is_file():
-        raise ConfigError("model.init", f"{uri or local}: not a ddhpose model (no "
-                                        f"artifacts/{CHECKPOINT_FILE} in it)")
+        raise RegistryError(f"{uri or local}: not a ddhpose model (no artifacts/{CHECKPOINT_FILE} "
+                            "in it)")
     return candidate
