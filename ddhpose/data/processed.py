@@ -325,12 +325,23 @@ def manifest(split: ProcessedSplit, path: str | Path | None = None) -> dict[str,
         "sha256": None if path is None else file_sha256(path),
     }
 
+def ground_truth_fingerprint(split: ProcessedSplit) -> str:
+    """16 hex digits identifying what a split is scored against: its dataset, sequence names,
+    3D poses (float32 bytes) and valid-frame mask. Equal fingerprints = the same test data."""
+    digest = hashlib.sha256(f"{split.dataset}|{split.layout}".encode())
+    digest.update("|".join(map(str, split.seq_name.tolist())).encode())
+    digest.update(np.ascontiguousarray(split.pose_3d, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(split.valid, dtype=bool).tobytes())
+    return digest.hexdigest()[:16]
+
+
 __all__ = [
     "DATASET_LAYOUTS",
     "ProcessedSplit",
     "SequenceView",
     "concat_sequences",
     "file_sha256",
+    "ground_truth_fingerprint",
     "load_split",
     "manifest",
     "parse_names",

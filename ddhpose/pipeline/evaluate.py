@@ -1,5 +1,7 @@
 """Stage ``evaluate``: predictions + ground truth -> protocol tables, ``reports/metrics.json``,
-plots, rendered clips, and everything logged to MLflow."""
+plots, rendered clips, and everything logged to MLflow; the evaluated ``models/best.pt`` is
+logged as an MLflow model and registered (``tracking.register_model``, see
+:mod:`ddhpose.pipeline.model_registration`)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ddhpose.evaluation.report import (
     per_step_dict,
 )
 from ddhpose.io import atomic_open, read_json, write_json
+from ddhpose.pipeline.model_registration import register_evaluated_model
 from ddhpose.pipeline.paths import ProjectPaths
 
 
@@ -74,6 +77,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     figures += _render_clips(params, test, pred, paths)
 
     _log(tracker, params, tables, metrics, figures, paths)
+    register_evaluated_model(params, root, tracker, test, metrics)
     print(f"evaluate: {head['aggregation']} P1 {head['p1_mm']:.2f} mm"
           + (f", P2 {head['p2_mm']:.2f} mm" if "p2_mm" in head else "")
           + (f" (mean-pose baseline {baseline['p1_mm']:.2f} mm)" if baseline else
