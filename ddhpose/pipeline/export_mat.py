@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ddhpose.data.processed import load_split
 from ddhpose.evaluation.aggregate import AGGREGATIONS
 from ddhpose.evaluation.export import inference_mat_name, write_inference_mats, write_sequences_mat
@@ -24,7 +26,9 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     for seq in test.sequences():
         lo = int(test.seq_start[seq.index])
         for agg in AGGREGATIONS:
-            per_agg[agg][seq.name] = pred.poses[agg][lo:lo + seq.num_frames] * 1000.0  # mm
+            # mm, scaled in float64 as the evaluate stage scores them: the same numbers
+            pose = pred.poses[agg][lo:lo + seq.num_frames].astype(np.float64)
+            per_agg[agg][seq.name] = pose * 1000.0
     if test.dataset == "3dhp":
         written = list(write_inference_mats(paths.export, per_agg).values())
     else:

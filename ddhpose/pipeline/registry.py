@@ -141,11 +141,15 @@ def register_model(
 
     Returns ``{name, version, model_uri, champion, reason}``.
     """
+    import warnings
+
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from ddhpose.pipeline.served_model import log_model
+    with warnings.catch_warnings():  # MLflow suggests type hints at class definition: the
+        warnings.simplefilter("ignore", UserWarning)  # model's signature is given explicitly
+        from ddhpose.pipeline.served_model import log_model
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
