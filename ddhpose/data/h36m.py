@@ -185,32 +185,44 @@ def save_positions_2d(
 # --- the two files together -----------------------------------------------------------------------
 
 
+def extra_2d(positions_3d: Positions3D, positions_2d: Positions2D) -> list[str]:
+    """2D entries with no mocap, ignored by :func:`match_positions` (as the original code does):
+    ``["S2", "S1 'Walking 3'", ...]`` (whole subjects, then single actions)."""
+    out = sorted(s for s in positions_2d if s not in positions_3d)
+    for subject in positions_3d:
+        out += [f"{subject} '{a}'" for a in positions_2d.get(subject, {})
+                if a not in positions_3d[subject]]
+    return out
+
+
 def match_positions(
     positions_3d: Positions3D,
     positions_2d: Positions2D,
     path_2d: Any = None,
     path_3d: Any = None,
 ) -> Positions2D:
-    """Check the 2D file covers the mocap exactly and truncate longer 2D sequences (spec §9.1).
+    """The 2D sequences of every mocap sequence, cut to the mocap length (spec §9.1).
 
-    Every (subject, action) must be in both files (errors name the 2D file and mention the 3D
-    file); a 2D camera sequence shorter than its mocap is an error, a longer one is cut to the
-    mocap length (some videos have extra frames). Returns a new dict; arrays are views.
+    As the original code reads the files: 2D subjects or actions without mocap are ignored
+    (:func:`extra_2d` lists them); a mocap sequence missing from the 2D file is an error naming
+    it, and so is a 2D camera sequence shorter than its mocap; a longer one is cut (some videos
+    have extra frames). Errors name the 2D file and mention the 3D file. Returns a new dict
+    ``{subject: {action: [4 x (N, 17, 2)]}}`` (actions in the 2D file's order); arrays are views.
     """
     other = f" (3D file {path_3d})" if path_3d is not None else ""
-    only_3d = sorted(set(positions_3d) - set(positions_2d))
-    only_2d = sorted(set(positions_2d) - set(positions_3d))
-    if only_3d or only_2d:
-        raise DataError(path_2d, f"subjects differ from the 3D data{other}: only in 3D {only_3d}, "
-                                 f"only in 2D {only_2d}")
     out: Positions2D = {}
     for subject, actions in positions_3d.items():
-        a3, a2 = set(actions), set(positions_2d[subject])
-        if a3 != a2:
-            raise DataError(path_2d, f"{subject}: actions differ from the 3D data{other}: only in "
-                                     f"3D {sorted(a3 - a2)}, only in 2D {sorted(a2 - a3)}")
+        if subject not in positions_2d:
+            raise DataError(path_2d, f"subject {subject} of the 3D data{other} has no 2D "
+                                     "keypoints")
+        missing = [a for a in actions if a not in positions_2d[subject]]
+        if missing:
+            raise DataError(path_2d, f"{subject}: no 2D keypoints for the mocap sequence(s) "
+                                     f"{missing}{other}")
         out[subject] = {}
-        for action in positions_2d[subject]:
+        for action in positions_2d[subject]:  # the 2D file's order, as the original
+            if action not in actions:
+                continue
             cams = positions_2d[subject][action]
             if len(cams) != NUM_CAMERAS:
                 raise DataError(path_2d, f"{subject} '{action}': expected {NUM_CAMERAS} cameras, "
@@ -236,6 +248,7 @@ def load_h36m(
 __all__ = [
     "DEFAULT_METADATA",
     "KEYPOINTS_SYMMETRY",
+    "extra_2d",
     "load_h36m",
     "load_positions_2d",
     "load_positions_3d",

@@ -46,6 +46,9 @@ def h36m_to_processed(
     positions_2d: dict[str, dict[str, list[np.ndarray]]],
     subjects: str | Iterable[str],
     actions: str | Iterable[str] | None = "*",
+    *,
+    path_3d: Any = None,
+    path_2d: Any = None,
 ) -> ProcessedSplit:
     """Human3.6M VideoPose3D dicts -> a processed split (spec §9).
 
@@ -53,7 +56,8 @@ def h36m_to_processed(
         positions_3d: ``{subject: {action: (N, 32|17, 3)}}`` world metres.
         positions_2d: ``{subject: {action: [4 x (N', 17, 2)]}}`` pixels, N' >= N (cut to N).
         subjects: subjects in output order (e.g. ``"S9,S11"``).
-        actions: action-name prefixes (``"*"`` = all).
+        actions: action-name prefixes (``"*"`` = all); each must match an action.
+        path_3d, path_2d: the files the dicts came from, named in errors.
     Sequences follow the reference's order: subjects as given, actions in the 2D file's order,
     cameras 0..3. 3D is reduced to 17 joints, moved to each camera's frame (metres), split into
     the root trajectory and a root-relative pose; 2D is normalised with the camera's resolution.
@@ -62,13 +66,17 @@ def h36m_to_processed(
     if not subj:
         raise DataError(None, "h36m_to_processed needs at least one subject")
     for s in subj:
-        if s not in positions_3d or s not in positions_2d:
-            raise DataError(None, f"subject {s} is missing from the 3D or the 2D data")
+        if s not in positions_3d:
+            raise DataError(path_3d, f"no subject {s} (it holds {', '.join(positions_3d)})")
         if s not in H36M_EXTRINSICS:
-            raise DataError(None, f"no camera extrinsics for subject {s}")
-    matched = match_positions({s: positions_3d[s] for s in subj},
-                              {s: positions_2d[s] for s in subj})
+            raise DataError(path_3d, f"no camera extrinsics for subject {s}")
+    matched = match_positions({s: positions_3d[s] for s in subj}, positions_2d, path_2d, path_3d)
     prefixes = parse_names(actions)
+    for prefix in prefixes or ():
+        if not any(a.startswith(prefix) for s in subj for a in matched[s]):
+            known = sorted({a.split(" ")[0] for s in subj for a in matched[s]})
+            raise DataError(path_3d, f"action prefix {prefix!r} matches no action of "
+                                     f"{', '.join(subj)} (actions: {', '.join(known)})")
     parts: list[dict[str, Any]] = []
     for s in subj:
         cams = [h36m_camera(s, c) for c in range(4)]

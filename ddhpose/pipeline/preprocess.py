@@ -8,9 +8,53 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.data.processed import ProcessedSplit, manifest, save_split
-from ddhpose.errors import DataError
+from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import write_json
 from ddhpose.pipeline.paths import ProjectPaths
+
+
+def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSplit]:
+    """Human3.6M: check ``data.subjects_*`` / ``data.actions`` against the files (errors name the
+    key), note ignored 2D extras once, build the splits."""
+    from ddhpose.data.h36m import (
+        extra_2d,
+        load_positions_2d,
+        load_positions_3d,
+        positions_2d_path,
+    )
+    from ddhpose.data.processed_build import h36m_to_processed
+
+    path_3d, path_2d = raw / "data_3d_h36m.npz", positions_2d_path(raw, data.keypoints)
+    pos3d = load_positions_3d(path_3d)
+    pos2d, _meta = load_positions_2d(path_2d)
+    wanted = {"test": list(data.subjects_test)}
+    if not test_only:
+        wanted["train"] = list(data.subjects_train)
+    for split, subjects in wanted.items():
+        for s in subjects:
+            if s not in pos3d:
+                raise ConfigError(f"data.subjects_{split}", f"{s} is not in {path_3d} (it "
+                                                            f"holds {', '.join(pos3d)})")
+            if s not in pos2d:
+                raise ConfigError(f"data.subjects_{split}", f"{s} is not in {path_2d} (it "
+                                                            f"holds {', '.join(pos2d)})")
+    used = [s for subjects in wanted.values() for s in subjects]
+    if data.actions != "*":
+        names = {a for s in used for a in pos3d[s]}
+        for prefix in data.actions:
+            if not any(a.startswith(prefix) for a in names):
+                known = sorted({a.split(" ")[0] for a in names})
+                raise ConfigError("data.actions", f"prefix {prefix!r} matches no action of "
+                                                  f"{path_3d} (actions: {', '.join(known)})")
+    ignored = extra_2d(pos3d, pos2d)
+    if ignored:
+        shown = ", ".join(ignored[:8]) + (f" and {len(ignored) - 8} more" if len(ignored) > 8
+                                          else "")
+        print(f"preprocess: note: {path_2d}: ignored {len(ignored)} 2D entr"
+              f"{'y' if len(ignored) == 1 else 'ies'} without mocap in {path_3d.name}: {shown}")
+    return {split: h36m_to_processed(pos3d, pos2d, subjects, data.actions, path_3d=path_3d,
+                                     path_2d=path_2d)
+            for split, subjects in wanted.items()}
 
 
 def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
@@ -19,16 +63,7 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
     data = params.data
     test_only = params.train.epochs == 0
     if data.dataset == "h36m":
-        from ddhpose.data.h36m import load_positions_2d, load_positions_3d, positions_2d_path
-        from ddhpose.data.processed_build import h36m_to_processed
-
-        pos3d = load_positions_3d(raw / "data_3d_h36m.npz")
-        pos2d, _meta = load_positions_2d(positions_2d_path(raw, data.keypoints))
-        actions = data.actions
-        splits = {"test": h36m_to_processed(pos3d, pos2d, list(data.subjects_test), actions)}
-        if not test_only:
-            splits["train"] = h36m_to_processed(pos3d, pos2d, list(data.subjects_train), actions)
-        return splits
+        return _h36m_splits(data, raw, test_only)
     from ddhpose.data.mpi3dhp import (
         annotations_to_test_data,
         load_3dhp_test,

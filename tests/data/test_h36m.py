@@ -13,6 +13,7 @@ from ddhpose.data.h36m import (
     load_h36m,
     load_positions_2d,
     load_positions_3d,
+    extra_2d,
     match_positions,
     positions_2d_path,
     save_positions_2d,
@@ -221,24 +222,34 @@ def test_2d_shorter_than_mocap(tmp_path):
     assert str(tmp_path / "2d.npz") in str(info.value)
 
 
-@pytest.mark.parametrize("where", ["subject_3d", "subject_2d", "action_3d", "action_2d"])
-def test_subjects_and_actions_must_match(tmp_path, where):
+@pytest.mark.parametrize("where", ["subject", "action"])
+def test_a_mocap_sequence_without_2d_is_an_error_naming_it(tmp_path, where):
     pos3 = _pos3d()
     pos2 = _pos2d(pos3)
-    if where == "subject_3d":
+    if where == "subject":
         del pos2["S9"]
-    elif where == "subject_2d":
-        del pos3["S9"]
-    elif where == "action_3d":
-        del pos2["S1"]["Eating"]
+        match = r"subject S9 of the 3D data \(3D file .*3d\.npz\) has no 2D keypoints"
     else:
-        del pos3["S1"]["Eating"]
+        del pos2["S1"]["Eating"]
+        match = r"S1: no 2D keypoints for the mocap sequence\(s\) \['Eating'\]"
     save_positions_3d(tmp_path / "3d.npz", pos3)
     save_positions_2d(tmp_path / "2d.npz", pos2)
-    match = "subjects differ" if where.startswith("subject") else "actions differ"
     with pytest.raises(DataError, match=match) as info:
         load_h36m(tmp_path / "3d.npz", tmp_path / "2d.npz")
-    assert str(tmp_path / "2d.npz") in str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "2d.npz"))
+
+
+def test_extra_2d_subjects_and_actions_are_ignored_and_listed(tmp_path):
+    pos3 = _pos3d()
+    pos2 = _pos2d(pos3)
+    del pos3["S9"]  # 2D has a subject without mocap
+    del pos3["S1"]["Eating"]  # and an action without mocap
+    save_positions_3d(tmp_path / "3d.npz", pos3)
+    save_positions_2d(tmp_path / "2d.npz", pos2)
+    p3, p2, _ = load_h36m(tmp_path / "3d.npz", tmp_path / "2d.npz")
+    assert set(p2) == {"S1"} and "Eating" not in p2["S1"]
+    assert set(p2["S1"]) == set(p3["S1"])
+    assert extra_2d(pos3, pos2) == ["S9", "S1 'Eating'"]
 
 
 def test_match_positions_without_paths():

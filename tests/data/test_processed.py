@@ -91,10 +91,12 @@ def test_h36m_action_filter_and_errors():
     pos3, pos2 = _h36m_dicts()
     walk = h36m_to_processed(pos3, pos2, ["S1", "S9"], actions=["Walk"])
     assert sorted(set(walk.seq_action.tolist())) == ["Walking", "Walking 1"]
-    with pytest.raises(DataError, match=r"no Human3\.6M sequences"):
+    with pytest.raises(DataError, match=r"action prefix 'Sitting' matches no action of S1"):
         h36m_to_processed(pos3, pos2, "S1", actions="Sitting")
-    with pytest.raises(DataError, match="S5"):
-        h36m_to_processed(pos3, pos2, "S5")
+    with pytest.raises(DataError, match=r"action prefix 'Wlak' matches no action"):
+        h36m_to_processed(pos3, pos2, "S1", actions=["Walk", "Wlak"])  # one typo is enough
+    with pytest.raises(DataError, match=r"3d\.npz: no subject S5 \(it holds"):
+        h36m_to_processed(pos3, pos2, "S5", path_3d="3d.npz")
     pos3["S2"], pos2["S2"] = pos3["S9"], pos2["S9"]
     with pytest.raises(DataError, match="no camera extrinsics for subject S2"):
         h36m_to_processed(pos3, pos2, "S2")
