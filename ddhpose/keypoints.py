@@ -245,6 +245,18 @@ def coco17_to_h36m17(coco: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_coco_joints(coco: np.ndarray, path: Any) -> None:
+    """Name the COCO joint(s) absent in every frame that the conversion needs (the body joints;
+    the face needs the nose or one of the eyes/ears)."""
+    never = ~np.any(np.all(np.isfinite(coco), axis=-1), axis=0)  # (17,)
+    body = [COCO17_NAMES[j] for j in range(5, 17) if never[j]]
+    if never[0] and never[1:5].all():
+        body.insert(0, "nose, eyes and ears (the head)")
+    if body:
+        raise DataError(path, f"COCO-17 keypoints: {', '.join(body)} missing in every frame "
+                              "(needed for the Human3.6M-17 conversion)")
+
+
 def interpolate_missing(
     xy: np.ndarray, missing: np.ndarray, path: str | Path | None = None,
     names: tuple[str, ...] = H36M17.joint_names,
@@ -340,6 +352,7 @@ def keypoints_from_array(
     size = _image_size(path, image_size)
     coords = np.where(missing_mask(kp, min_confidence)[..., None], np.nan, kp[..., :2])
     if layout == "coco17":
+        _check_coco_joints(coords, path)
         coords = coco17_to_h36m17(coords)
     missing = ~np.all(np.isfinite(coords), axis=-1)
     xy = interpolate_missing(coords, missing, path)

@@ -177,3 +177,16 @@ def test_missing_image_size_and_bad_files(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(DataError, match=r"broken\.json: unreadable JSON"):
         load_keypoints(tmp_path / "broken.json", "h36m17", SIZE)
+
+
+def test_coco_file_without_hips_names_the_file_and_the_joints(tmp_path):
+    kp = np.random.default_rng(0).uniform(100, 900, size=(6, 17, 3))
+    kp[..., 2] = 0.9
+    kp[:, 11:13, 2] = 0.0  # no hips in any frame
+    path = tmp_path / "no_hips.json"
+    path.write_text(json.dumps({"keypoints": kp.tolist(), "layout": "coco17",
+                                "image_size": [1000, 1000]}))
+    with pytest.raises(DataError) as info:
+        load_keypoints(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "left_hip, right_hip missing in every frame" in msg
