@@ -1,0 +1,102 @@
+"""The train stage with ``model.init``: adopt (``train.epochs: 0``), fine-tune from it, rerun
+when it changes (earlier files are set aside, never deleted), refuse a disagreeing ``model.*``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddhpose.data.processed import save_split
+from ddhpose.errors import ConfigError
+from ddhpose.model import DDHPose
+from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+from ddhpose.pipeline import init_model
+from ddhpose.pipeline import train as train_stage
+from ddhpose.pipeline.params import Params
+from ddhpose.pipeline.tracking import Tracker
+from ddhpose.synthetic.smoke import synthetic_split
+from ddhpose.training.smoke import tiny_model_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _params(epochs: int, init: str, lr: float = 1e-3, **model) -> Params:
+    p = Params()
+    m = dict(width=16, depth=2, heads=2, mlp_ratio=2.0, frames=9, init=init, drop_path=0.0)
+    m.update(model)
+    return dataclasses.replace(
+        p, model=dataclasses.replace(p.model, **m),
+        train=dataclasses.replace(p.train, epochs=epochs, lr=lr, batch_clips=4,
+                                  checkpoint_every=0, validate=False, device="cpu"))
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    save_split(tmp_path / "data/processed/train.npz", synthetic_split("h36m", 2, 20, seed=0))
+    save_split(tmp_path / "data/processed/test.npz", synthetic_split("h36m", 1, 20, seed=1))
+    torch.manual_seed(7)
+    save_checkpoint(tmp_path / "init.pt", DDHPose(tiny_model_config()))
+    return tmp_path
+
+
+def _stage(params: Params, root: Path) -> None:
+    init_model.run(params, root)
+    train_stage.run(params, root, Tracker("train", "noop"))
+
+
+def _max_diff(a: DDHPose, b: DDHPose) -> float:
+    return max(float((x - y).abs().max())
+               for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_epochs_0_adopts_then_fine_tuning_starts_from_the_init(root, capsys):
+    _stage(_params(0, "init.pt"), root)
+    init = load_model(root / "init.pt")
+    assert _max_diff(load_model(root / "models/best.pt"), init) == 0.0
+    assert load_checkpoint(root / "models/last.pt")["train_state"]["adopted"] is True
+    assert (root / "models/train_log.csv").read_text().startswith("epoch,")
+
+    # fine-tune with a negligible learning rate: the weights stay at the init's
+    _stage(_params(1, "init.pt", lr=1e-12), root)
+    out = capsys.readouterr().out
+    assert "adopted model.init" in out and "set_aside" in out  # the adopted files moved aside
+    aside = next((root / "models/set_aside").iterdir())
+    assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "last.pt", "train_log.csv"]
+    tuned = load_model(root / "models/best.pt")
+    assert 0 < _max_diff(tuned, init) < 1e-6
+    source = json.loads((root / "models/init/source.json").read_text())
+    state = load_checkpoint(root / "models/last.pt")["train_state"]
+    assert state["init_sha256"] == source["sha256"] and state["epoch"] == 1
+
+
+def test_a_changed_init_starts_a_new_run(root, capsys):
+    _stage(_params(1, "init.pt", lr=1e-12), root)
+    torch.manual_seed(8)
+    save_checkpoint(root / "init.pt", DDHPose(tiny_model_config()))  # same path, new weights
+    _stage(_params(1, "init.pt", lr=1e-12), root)
+    assert "(model.init)" in capsys.readouterr().out
+    assert _max_diff(load_model(root / "models/best.pt"), load_model(root / "init.pt")) < 1e-6
+    assert len(list((root / "models/set_aside").iterdir())) == 1
+
+
+def test_model_keys_must_agree_with_the_checkpoint(root):
+    with pytest.raises(ConfigError) as info:
+        _stage(_params(0, "init.pt", width=32, heads=2), root)
+    msg = str(info.value)
+    assert msg.startswith("params key 'model.width'") and "has 16, params.yaml has 32" in msg
+    assert "init.pt" in msg and not (root / "models/best.pt").exists()
+
+
+def test_missing_init_file_names_the_key(root):
+    with pytest.raises(ConfigError, match=r"'model.init': .*nope\.pt: no such checkpoint file"):
+        init_model.run(_params(0, "nope.pt"), root)
