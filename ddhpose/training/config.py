@@ -2,7 +2,7 @@
 
 :class:`TrainConfig` carries the same field names as ``ddhpose.pipeline.params.TrainParams``;
 :func:`coerce_train_config` accepts either (or any object with those attributes).
-Defaults are the reference recipe (spec §6).
+Defaults are the reference recipe (docs/model.md "Paper settings").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ddhpose.errors import ConfigError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping settings (spec §6 defaults).
+    """Optimisation and bookkeeping settings (reference defaults: docs/model.md "Paper settings").
 
     ``batch_clips`` is the GLOBAL batch: under DDP every rank takes its share of each batch.
     ``val_batch_clips`` (0 = same as ``batch_clips``) is the number of evaluation clips per
