@@ -1,4 +1,5 @@
-"""Human3.6M files in the VideoPose3D layout (spec §9.1): readers, writers and cross-file checks.
+"""Human3.6M files in the VideoPose3D layout (docs/model.md "Human3.6M files"): readers, writers and
+cross-file checks.
 
 - ``data_3d_h36m.npz``: key ``positions_3d`` -> pickled
   ``{subject: {action: (N, 32, 3) float32}}``, world coordinates in **metres** (an already reduced
@@ -102,7 +103,8 @@ def validate_positions_3d(positions: Any, path: Any = None) -> Positions3D:
 
 
 def validate_metadata(metadata: Any, path: Any = None) -> dict[str, Any]:
-    """Check the 2D ``metadata`` names the Human3.6M 17-keypoint set (spec §9.1)."""
+    """Check the 2D ``metadata`` names the Human3.6M 17-keypoint set (docs/model.md
+    "Human3.6M files")."""
     if not isinstance(metadata, dict):
         raise DataError(path, f"'metadata' must be a dict, got {type(metadata).__name__}")
     for key in ("layout_name", "num_joints", "keypoints_symmetry"):
@@ -201,7 +203,8 @@ def match_positions(
     path_2d: Any = None,
     path_3d: Any = None,
 ) -> Positions2D:
-    """The 2D sequences of every mocap sequence, cut to the mocap length (spec §9.1).
+    """The 2D sequences of every mocap sequence, cut to the mocap length (docs/model.md
+    "Human3.6M files").
 
     As the original code reads the files: 2D subjects or actions without mocap are ignored
     (:func:`extra_2d` lists them); a mocap sequence missing from the 2D file is an error naming

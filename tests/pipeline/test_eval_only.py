@@ -6,7 +6,8 @@ Checks: no training data is fetched or built; ``models/best.pt`` is the init che
 the exported ``.mat``, scored by ``ddhpose evaluate-3dhp``, gives the per-sequence numbers of
 ``reports/eval`` and MLflow; the model is registered as champion; a changed init file reruns
 ``train`` (and an unchanged one does not); a ``model.*`` key that disagrees with the checkpoint
-stops ``train`` with one line naming both values. Skipped when ../shared is absent.
+stops ``train`` with one line naming both values. Skipped (with the reason) when the fixtures
+of tests/conftest.py are absent.
 """
 
 from __future__ import annotations
