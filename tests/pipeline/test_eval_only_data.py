@@ -13,12 +13,14 @@ import pytest
 from ddhpose.data.h36m import save_positions_2d, save_positions_3d
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.pipeline import fetch as F
-from ddhpose.pipeline.params import Params
+from ddhpose.pipeline.params import Params, load_params
 from ddhpose.pipeline.preprocess import build_splits
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _params(epochs: int, **data) -> Params:
-    p = Params()
+    p = load_params(REPO / "params.yaml")
     init = "some.pt" if epochs == 0 else ""
     return dataclasses.replace(p, data=dataclasses.replace(p.data, **data),
                                model=dataclasses.replace(p.model, init=init),

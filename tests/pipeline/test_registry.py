@@ -23,7 +23,7 @@ from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import save_checkpoint
 from ddhpose.pipeline import init_model
 from ddhpose.pipeline.init_model import file_sha256
-from ddhpose.pipeline.params import Params
+from ddhpose.pipeline.params import load_params
 from ddhpose.pipeline.registry import CHALLENGER, CHAMPION, alias_decision, register_model
 
 mlflow = pytest.importorskip("mlflow")
@@ -32,6 +32,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 BIN = Path(sys.executable).parent
 NAME = "ddhpose-h36m"
 FP = "fingerprint-a"
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _checkpoint(path: Path, seed: int) -> Path:
@@ -202,7 +204,7 @@ def test_bad_requests_get_400_with_one_line(server, inputs, params, reason):
 
 def test_model_init_resolves_an_alias_and_records_the_version(store, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
-    p = Params()
+    p = load_params(REPO / "params.yaml")
     params = dataclasses.replace(
         p, model=dataclasses.replace(p.model, init=f"models:/{NAME}@{CHAMPION}", width=16,
                                      depth=2, heads=2, frames=9))

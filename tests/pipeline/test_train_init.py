@@ -16,10 +16,12 @@ from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.pipeline import init_model
 from ddhpose.pipeline import train as train_stage
-from ddhpose.pipeline.params import Params
+from ddhpose.pipeline.params import Params, load_params
 from ddhpose.pipeline.tracking import Tracker
 from ddhpose.synthetic.smoke import synthetic_split
 from ddhpose.training.smoke import tiny_model_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +33,7 @@ def _one_thread():
 
 
 def _params(epochs: int, init: str, lr: float = 1e-3, **model) -> Params:
-    p = Params()
+    p = load_params(REPO / "params.yaml")
     m = dict(width=16, depth=2, heads=2, mlp_ratio=2.0, frames=9, init=init, drop_path=0.0)
     m.update(model)
     return dataclasses.replace(
