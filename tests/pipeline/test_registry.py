@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import save_checkpoint
 from ddhpose.pipeline import init_model
 from ddhpose.pipeline.init_model import file_sha256
 from ddhpose.pipeline.params import load_params
 from ddhpose.pipeline.registry import CHALLENGER, CHAMPION, alias_decision, register_model
+from ddhpose.training.smoke import tiny_model_config
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _checkpoint(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
-    model = DDHPose(ModelConfig(dataset="h36m", width=16, depth=2, heads=2, frames=9))
+    model = DDHPose(tiny_model_config("h36m"))
     return save_checkpoint(path, model)
 
 
