@@ -258,3 +258,32 @@ def test_champion_moves_only_to_a_better_model_on_the_same_test_data(store):
     assert other["champion"] is False and aliases() == (better["version"], other["version"])
     decision = client.get_model_version(NAME, other["version"]).tags["alias_decision"]
     assert decision.startswith("challenger") and "other test data" in decision
+
+
+def test_a_3dhp_model_takes_coco_keypoints_through_pyfunc(store):
+    """The registered model of an MPI-INF-3DHP run answers COCO-17 requests too (its joints are
+    mapped to Human3.6M-17), through the same pyfunc the server calls."""
+    from ddhpose.inference.infer import infer
+    from ddhpose.keypoints import keypoints_from_array
+    from ddhpose.model.checkpoint import load_model
+
+    client = MlflowClient(tracking_uri=store["uri"])
+    run = client.create_run(store["experiment_id"])
+    torch.manual_seed(3)
+    ckpt = save_checkpoint(store["dir"] / "tiny_3dhp.pt", DDHPose(tiny_model_config("3dhp")))
+    out = register_model(tracking_uri=store["uri"], run_id=run.info.run_id, checkpoint=ckpt,
+                         name="ddhpose-3dhp", tags={"test_data_fingerprint": FP},
+                         metric="mpjpe_mm_j_agg", value=90.0)
+    model = mlflow.pyfunc.load_model(f"models:/ddhpose-3dhp/{out['version']}")
+    kp = _coco(10)
+    pred = model.predict(kp, params={"layout": "coco17", "image_size": [1000, 1000]})
+    assert pred.shape == (10, 17, 3)
+    np.testing.assert_array_equal(pred[:, 0], 0.0)  # Human3.6M-17 order: pelvis first
+    # the same as the library in the model's own (3DHP) joint order, mapped back
+    from ddhpose.inference.infer import H36M17_TO_3DHP17
+
+    kps = keypoints_from_array(kp, "coco17", (1000, 1000))
+    order = list(H36M17_TO_3DHP17)
+    ref = infer(load_model(ckpt), kps.xy[:, order], (1000, 1000), hypotheses=1, steps=1,
+                generator=torch.Generator().manual_seed(0), keep_hypotheses=False).poses_3d
+    np.testing.assert_allclose(pred[:, order], ref, atol=1e-5)
