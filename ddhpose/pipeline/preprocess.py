@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import ProcessedSplit, manifest, save_split
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import write_json
 from ddhpose.pipeline.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 
 def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSplit]:
@@ -57,7 +61,7 @@ def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSp
             for split, subjects in wanted.items()}
 
 
-def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
+def build_splits(params: Params, raw: Path) -> dict[str, ProcessedSplit]:
     """Read and validate the raw files of ``params.data.dataset``; return the train/test splits
     (the test split only with ``train.epochs: 0``: nothing is trained)."""
     data = params.data
@@ -88,7 +92,7 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
     return splits
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     splits = build_splits(params, paths.raw)
     info: dict[str, Any] = {}

@@ -18,17 +18,21 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError, ConfigError, DataError
 from ddhpose.io import read_json
-from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+from ddhpose.model.config import ModelConfig
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.config import TRAJECTORY_FIELDS
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 
 def model_config(params: Any) -> ModelConfig:
@@ -115,7 +119,7 @@ def _adopt(model: Any, record: dict[str, Any], paths: ProjectPaths) -> None:
     write_train_log(paths.train_log, [])  # no epochs: a header only
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
     record = _init_record(params, paths)
