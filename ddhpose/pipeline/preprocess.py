@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ddhpose.pipeline.tracking import Tracker
 
 
-def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSplit]:
+def _h36m_splits(raw: Path, *, keypoints: str, subjects_train: Any, subjects_test: Any,
+                 actions: Any, test_only: bool) -> dict[str, ProcessedSplit]:
     """Human3.6M: check ``data.subjects_*`` / ``data.actions`` against the files (errors name the
     key), note ignored 2D extras once, build the splits."""
     from ddhpose.data.h36m import (
@@ -28,12 +29,12 @@ def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSp
     )
     from ddhpose.data.processed_build import h36m_to_processed
 
-    path_3d, path_2d = raw / "data_3d_h36m.npz", positions_2d_path(raw, data.keypoints)
+    path_3d, path_2d = raw / "data_3d_h36m.npz", positions_2d_path(raw, keypoints)
     pos3d = load_positions_3d(path_3d)
     pos2d, _meta = load_positions_2d(path_2d)
-    wanted = {"test": list(data.subjects_test)}
+    wanted = {"test": list(subjects_test)}
     if not test_only:
-        wanted["train"] = list(data.subjects_train)
+        wanted["train"] = list(subjects_train)
     for split, subjects in wanted.items():
         for s in subjects:
             if s not in pos3d:
@@ -43,9 +44,9 @@ def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSp
                 raise ConfigError(f"data.subjects_{split}", f"{s} is not in {path_2d} (it "
                                                             f"holds {', '.join(pos2d)})")
     used = [s for subjects in wanted.values() for s in subjects]
-    if data.actions != "*":
+    if actions != "*":
         names = {a for s in used for a in pos3d[s]}
-        for prefix in data.actions:
+        for prefix in actions:
             if not any(a.startswith(prefix) for a in names):
                 known = sorted({a.split(" ")[0] for a in names})
                 raise ConfigError("data.actions", f"prefix {prefix!r} matches no action of "
@@ -56,7 +57,7 @@ def _h36m_splits(data: Any, raw: Path, test_only: bool) -> dict[str, ProcessedSp
                                           else "")
         print(f"preprocess: note: {path_2d}: ignored {len(ignored)} 2D entr"
               f"{'y' if len(ignored) == 1 else 'ies'} without mocap in {path_3d.name}: {shown}")
-    return {split: h36m_to_processed(pos3d, pos2d, subjects, data.actions, path_3d=path_3d,
+    return {split: h36m_to_processed(pos3d, pos2d, subjects, actions, path_3d=path_3d,
                                      path_2d=path_2d)
             for split, subjects in wanted.items()}
 
@@ -67,7 +68,9 @@ def build_splits(params: Params, raw: Path) -> dict[str, ProcessedSplit]:
     data = params.data
     test_only = params.train.epochs == 0
     if data.dataset == "h36m":
-        return _h36m_splits(data, raw, test_only)
+        return _h36m_splits(raw, keypoints=data.keypoints, subjects_train=data.subjects_train,
+                            subjects_test=data.subjects_test, actions=data.actions,
+                            test_only=test_only)
     from ddhpose.data.mpi3dhp import (
         annotations_to_test_data,
         load_3dhp_test,

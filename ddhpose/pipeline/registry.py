@@ -1,13 +1,6 @@
-"""The MLflow model registry: resolve ``models:/`` and ``runs:/`` URIs to checkpoints, and register
-evaluated models with the ``challenger`` / ``champion`` aliases.
-
-The alias rule (also in the README). Every version the evaluate stage registers as
-``ddhpose-<dataset>`` gets the alias ``challenger``. ``champion`` moves to the new version when
-there is no champion, or when the champion was scored on the same test data (equal tag
-``test_data_fingerprint``) with the same headline metric and the new version's headline value is
-lower (MPJPE in mm, lower is better; strictly lower, so a tie keeps the old champion). Versions
-scored on different test data are never compared: the champion stays, and the new version is only
-the challenger.
+"""The MLflow model registry, read side: resolve ``models:/`` and ``runs:/`` URIs to a
+checkpoint file (for ``model.init`` and ``ddhpose infer --checkpoint``). Registering models and
+the ``challenger`` / ``champion`` rule live in :mod:`ddhpose.pipeline.model_registration`.
 
 mlflow is imported inside the functions, so importing this module is cheap.
 """
@@ -20,8 +13,6 @@ from typing import Any
 
 from ddhpose.errors import DDHPoseError
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 CHECKPOINT_ARTIFACT = "checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"  # the file name of the artifact inside a logged model
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -105,77 +96,3 @@ def checkpoint_in(local: Path, uri: str = "") -> Path:
         raise RegistryError(f"{uri or local}: not a ddhpose model (no artifacts/{CHECKPOINT_FILE} "
                             "in it)")
     return candidate
-
-
-# --- registering evaluated models -----------------------------------------------------------------
-
-
-def alias_decision(champion_tags: dict[str, str] | None, fingerprint: str, metric: str,
-                   value: float) -> tuple[bool, str]:
-    """``(promote, reason)``: whether a new version with headline ``metric`` = ``value`` (lower
-    is better) on test data ``fingerprint`` becomes champion (the module docstring's rule)."""
-    if champion_tags is None:
-        return True, "no champion yet"
-    if champion_tags.get("test_data_fingerprint") != fingerprint:
-        return False, ("the champion was scored on other test data "
-                       f"({champion_tags.get('test_data_fingerprint')}): not compared")
-    if champion_tags.get("headline_metric") != metric:
-        return False, (f"the champion's headline is {champion_tags.get('headline_metric')}, not "
-                       f"{metric}: not compared")
-    try:
-        best = float(champion_tags["headline_value"])
-    except (KeyError, ValueError):
-        return True, "the champion has no headline value"
-    if value < best:
-        return True, f"{metric} {value:.3f} < champion's {best:.3f}"
-    return False, f"{metric} {value:.3f} >= champion's {best:.3f}"
-
-
-def register_model(
-    *, tracking_uri: str, run_id: str, checkpoint: Path, name: str, tags: dict[str, str],
-    metric: str, value: float, metrics: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Log ``checkpoint`` as a ddhpose pyfunc model in run ``run_id``, register it as ``name``
-    with ``tags`` (+ ``headline_metric``/``headline_value``), set ``challenger`` and move
-    ``champion`` by :func:`alias_decision`. ``metrics`` are linked to the logged model.
-
-    Returns ``{name, version, model_uri, champion, reason}``.
-    """
-    import warnings
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    with warnings.catch_warnings():  # MLflow suggests type hints at class definition: the
-        warnings.simplefilter("ignore", UserWarning)  # model's signature is given explicitly
-        from ddhpose.pipeline.served_model import log_model
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        info = log_model(checkpoint)
-        if metrics:
-            mlflow.log_metrics(metrics, model_id=info.model_id)
-    all_tags = {**tags, "headline_metric": metric, "headline_value": repr(float(value))}
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="DDHPose 2D-to-3D lifting models "
-                                       "registered by the ddhpose evaluate stage")
-    mv = client.create_model_version(name, source=info.model_uri, run_id=run_id, tags=all_tags,
-                                     model_id=info.model_id)
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        champion = None
-    promote, reason = alias_decision(None if champion is None else dict(champion.tags),
-                                     tags.get("test_data_fingerprint", ""), metric, float(value))
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    if promote:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-    client.set_model_version_tag(name, mv.version, "alias_decision",
-                                 f"{'champion' if promote else 'challenger'}: {reason}")
-    return {"name": name, "version": str(mv.version), "model_uri": info.model_uri,
-            "champion": promote, "reason": reason}
