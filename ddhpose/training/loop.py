@@ -96,6 +96,11 @@ class _Trainer:
         self.model_cfg, self.cfg, self.info, self.log_fn = model_cfg, cfg, info, log_fn
         self.out_dir = out_dir
         self.val_split = val_split
+        if info.distributed and info.world_size > cfg.batch_clips and info.is_main:
+            _note(f"warning: {info.world_size} processes for a global batch of "
+                  f"train.batch_clips={cfg.batch_clips} clips: "
+                  f"{info.world_size - cfg.batch_clips} rank(s) run a weight-0 dummy clip every "
+                  "step; use fewer processes or a larger batch")
         self.amp = bool(cfg.amp and info.device.type == "cuda")
         if cfg.amp and not self.amp and info.is_main:
             _note("amp requested but the device is not CUDA: training in float32")
