@@ -37,6 +37,7 @@ from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
+from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
     TRAJECTORY_FIELDS,
@@ -62,6 +63,8 @@ from ddhpose.training.validate import validation_mpjpe
 LogFn = Callable[[dict[str, float], int], None]
 
 LAST, BEST = "last.pt", "best.pt"
+#: the progress bar shows the step loss every BAR_EVERY steps (reading it waits for the GPU)
+BAR_EVERY = 25
 
 
 def _note(msg: str) -> None:
@@ -195,20 +198,24 @@ class _Trainer:
         net.train()
         gen = diffusion_generator(cfg.seed, self.epoch)
         self.drop_path.start_epoch(cfg.seed, self.epoch)
-        sums = torch.zeros(4, dtype=torch.float64)
+        # running sums stay on the device: read once per epoch (and every BAR_EVERY steps)
+        sums = torch.zeros(4, dtype=torch.float64, device=info.device)
         clips_seen = 0
         batches = self.data.epoch(info.rank, info.world_size)
         bar = progress_bar(batches, total=len(batches), desc=f"epoch {self.epoch + 1}",
                            enabled=info.is_main, leave=False)
-        for batch in bar:
+        for step, batch in enumerate(bar):
             noise = draw_clip_noise(gen, batch.global_clips, self.model_cfg.frames,
                                     self.skel.num_joints, self.model_cfg.timesteps)
             local = noise.rows(batch.offset, batch.offset + batch.rows)
+            # the step's draws go to the device at once (asynchronous copies), then per clip
+            t, eps_dir, eps_len = (to_device(x, info.device)
+                                   for x in (local.t, local.eps_dir, local.eps_len))
             replay = [x for i in range(batch.rows)
-                      for x in (local.t[i:i + 1], local.eps_dir[i], local.eps_len[i])]
+                      for x in (t[i:i + 1], eps_dir[i], eps_len[i])]
             self.drop_path.set_batch(batch.global_clips, batch.offset, batch.rows)
-            x2d = batch.x2d.to(info.device, torch.float32)
-            x3d = batch.x3d.to(info.device, torch.float32) * self.model.unit_scale
+            x2d = to_device(batch.x2d, info.device, torch.float32)
+            x3d = to_device(batch.x3d, info.device, torch.float32) * self.model.unit_scale
             pred = net(x2d, x3d, noise=replay)
             losses = pose_losses(pred, x3d, self.skel, cfg.w_len, cfg.w_dir)
             parts = torch.stack([losses[k].detach() for k in ("total", "pos", "length", "dir")])
@@ -222,12 +229,12 @@ class _Trainer:
                 global_total = losses["total"].detach()
                 local_total = losses["total"]
             self._step(local_total, global_total)
-            sums += red.cpu() * batch.global_clips
+            sums += red * batch.global_clips
             clips_seen += batch.global_clips
-            if info.is_main:
+            if info.is_main and (step % BAR_EVERY == 0 or step == len(batches) - 1):
                 bar.set_postfix(loss=f"{float(red[0]):.4g}", refresh=False)
         bar.close()
-        means = (sums / max(clips_seen, 1)).tolist()
+        means = (sums / max(clips_seen, 1)).cpu().tolist()
         return dict(zip(("loss_total", "loss_pos", "loss_len", "loss_dir"), means, strict=True))
 
     def _step(self, local_total: torch.Tensor, global_total: torch.Tensor) -> None:
