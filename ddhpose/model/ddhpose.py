@@ -90,6 +90,19 @@ class ModelConfig:
         return cls(**d).validate()
 
 
+def cuda_clips_per_call(budget_bytes: float, *, frames: int, joints: int, width: int,
+                        mlp_ratio: float, elem_bytes: int) -> int:
+    """Clip passes of one no-grad denoiser call that fit ``budget_bytes`` of device memory (>= 1).
+
+    Estimate per clip pass: F·J tokens × width × ``elem_bytes`` for each activation alive at once
+    in a hierarchical temporal block (about 12 of width C, plus 2 of the MLP's hidden width),
+    with 25 % allocator slack.
+    """
+    live = 12 + 2 * mlp_ratio
+    per_clip = frames * joints * width * elem_bytes * live * 1.25
+    return max(1, int(budget_bytes // per_clip))
+
+
 class DDHPose(nn.Module):
     """Diffusion wrapper. Buffers: the 12 float64 schedule tensors (T,); ``dir_bone_estimator``.
 
@@ -101,6 +114,10 @@ class DDHPose(nn.Module):
     #: about one 243-frame clip or ten 27-frame clips of the paper-size model (see
     #: :meth:`denoise`); small models (e.g. width 64) are not chunked below this size.
     chunk_elements: int = 4608 * 512
+    #: Share of the CUDA memory still available (free on the device + held unused by torch's
+    #: cache) that one no-grad CUDA denoiser call may fill; the clips of a call are chunked to
+    #: stay under it (:func:`cuda_clips_per_call`).
+    cuda_memory_fraction: float = 0.6
 
     def __init__(self, config: ModelConfig | None = None, *, amp: bool = False) -> None:
         super().__init__()
@@ -143,27 +160,46 @@ class DDHPose(nn.Module):
 
         Without autograd, CPU calls over many clips run in chunks of about
         :attr:`chunk_elements` activation elements (clips are independent; smaller working sets
-        stay in cache and run faster — same results up to float32 round-off).
+        stay in cache and run faster — same results up to float32 round-off); CUDA calls run in
+        chunks that fit :attr:`cuda_memory_fraction` of the memory available at the call (one
+        paper-size sampling call at H=20 is 160 clip passes, about 16 GB in float32).
         """
         net = self.dir_bone_estimator
         if dtype is not None and dtype != net.Spatial_pos_embed.dtype:
             net = self.lowp_denoiser(dtype)
             x2d, bone_dir, bone_len = x2d.to(dtype), bone_dir.to(dtype), bone_len.to(dtype)
-        if bone_dir.dim() == 4 or torch.is_grad_enabled() or x2d.device.type != "cpu":
+        if bone_dir.dim() == 4 or torch.is_grad_enabled():
             with self._autocast(x2d.device):
                 return net(x2d, bone_dir, bone_len, t).float()
         b, h, f, j, _ = bone_dir.shape
-        per = max(1, self.chunk_elements // (f * j * self.config.width))  # clips per chunk
+        per = self._clips_per_call(x2d, f, j, b * h)
         if b * h <= per:
-            return net(x2d, bone_dir, bone_len, t).float()
+            with self._autocast(x2d.device):
+                return net(x2d, bone_dir, bone_len, t).float()
         out = bone_dir.new_empty((b, h, f, j, 3), dtype=torch.float32)
         hs = min(h, per)  # hypotheses per chunk, then clips per chunk
         bs = max(1, per // hs)
-        for b0 in range(0, b, bs):
-            for h0 in range(0, h, hs):
-                bsl, hsl = slice(b0, b0 + bs), slice(h0, h0 + hs)
-                out[bsl, hsl] = net(x2d[bsl], bone_dir[bsl, hsl], bone_len[bsl, hsl], t[bsl])
+        with self._autocast(x2d.device):
+            for b0 in range(0, b, bs):
+                for h0 in range(0, h, hs):
+                    bsl, hsl = slice(b0, b0 + bs), slice(h0, h0 + hs)
+                    out[bsl, hsl] = net(x2d[bsl], bone_dir[bsl, hsl], bone_len[bsl, hsl], t[bsl])
         return out
+
+    def _clips_per_call(self, x: Tensor, frames: int, joints: int, clips: int) -> int:
+        """Clip passes (B·H) per no-grad denoiser call on ``x``'s device: CPU by
+        :attr:`chunk_elements`, CUDA by the memory available now, other devices all at once."""
+        width = self.config.width
+        if x.device.type == "cpu":
+            return max(1, self.chunk_elements // (frames * joints * width))
+        if x.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(x.device)
+            cached = torch.cuda.memory_reserved(x.device) - torch.cuda.memory_allocated(x.device)
+            elem = 2 if x.dtype in (torch.float16, torch.bfloat16) else 4
+            return cuda_clips_per_call(
+                (free + cached) * self.cuda_memory_fraction, frames=frames, joints=joints,
+                width=width, mlp_ratio=self.config.mlp_ratio, elem_bytes=elem)
+        return clips
 
     def lowp_denoiser(self, dtype: torch.dtype) -> HSTDenoiser:
         """An inference copy of ``dir_bone_estimator`` with parameters in ``dtype`` (eval mode).
@@ -246,4 +282,4 @@ class DDHPose(nn.Module):
         return pred * self.unit_scale if self.unit_scale != 1.0 else pred
 
 
-__all__ = ["DATASETS", "DDHPose", "ModelConfig"]
+__all__ = ["DATASETS", "DDHPose", "ModelConfig", "cuda_clips_per_call"]
