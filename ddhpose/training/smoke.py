@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--no-validate", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="train.device (auto | cpu | cuda)")
     args = ap.parse_args(argv)
 
     import torch
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     val = synthetic_split(args.dataset, 2, args.frames, seed=1,
                           invalid_every=3 if args.dataset == "3dhp" else 0)
     cfg = TrainConfig(epochs=args.epochs, batch_clips=args.batch_clips, lr=args.lr,
-                      checkpoint_every=1, validate=not args.no_validate, device="cpu")
+                      checkpoint_every=1, validate=not args.no_validate, device=args.device)
     result = train(tiny_model_config(args.dataset, args.drop_path), cfg, split, val, args.out)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({"epochs_done": result.epochs_done, "epochs_run": result.epochs_run,
