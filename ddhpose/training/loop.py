@@ -37,6 +37,7 @@ from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
+from ddhpose.model.precision import amp_mode, autocast_dtype
 from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
@@ -104,11 +105,11 @@ class _Trainer:
                   f"train.batch_clips={cfg.batch_clips} clips: "
                   f"{info.world_size - cfg.batch_clips} rank(s) run a weight-0 dummy clip every "
                   "step; use fewer processes or a larger batch")
-        self.amp = bool(cfg.amp and info.device.type == "cuda")
-        if cfg.amp and not self.amp and info.is_main:
-            _note("amp requested but the device is not CUDA: training in float32")
+        self.autocast = autocast_dtype(cfg.amp, info.device)
+        if amp_mode(cfg.amp) == "fp16" and self.autocast is None and info.is_main:
+            _note("train.amp: fp16 needs CUDA: training in float32 (bf16 works on the CPU)")
         seed_everything(cfg.seed)
-        self.model = DDHPose(model_cfg, amp=self.amp).to(info.device)
+        self.model = DDHPose(model_cfg, autocast=self.autocast).to(info.device)
         self.skel = self.model.skeleton
         self.drop_path = GlobalDropPath()
         set_drop_path_mask_fn(self.model, self.drop_path)
@@ -116,7 +117,9 @@ class _Trainer:
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
             weight_decay=cfg.weight_decay,
         )
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        # float16 gradients need loss scaling; bfloat16 has float32's range and needs none
+        self.scaler = (torch.amp.GradScaler("cuda") if self.autocast == torch.float16
+                       else None)
         self.data = TrainBatches(
             train_split, self.skel, frames=model_cfg.frames, batch_clips=cfg.batch_clips,
             flip=cfg.flip_augment, shuffle_seed=cfg.shuffle_seed, num_workers=cfg.num_workers,
