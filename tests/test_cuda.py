@@ -47,11 +47,10 @@ DDIM_SYNC_BUDGET = 4
 @pytest.fixture
 def fp32_exact():
     """IEEE float32 matmuls (TF32 off) for the duration of a test."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    from ddhpose.model.precision import matmul_precision
+
+    with matmul_precision(False):
+        yield
 
 
 def _model(width: int = 64, depth: int = 3, frames: int = 27) -> DDHPose:

@@ -202,7 +202,9 @@ def machine_info(threads: int, device: torch.device | str = "cpu") -> dict[str, 
         info["cuda_device"] = props.name
         info["cuda_capability"] = f"{props.major}.{props.minor}"
         info["cuda_memory_gb"] = props.total_memory / 2**30
-        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        from ddhpose.model.precision import tf32_enabled
+
+        info["tf32_matmul"] = tf32_enabled()
     with suppress(OSError):
         info["load_avg"] = list(os.getloadavg())
     return info

@@ -49,6 +49,7 @@ from ddhpose.errors import DDHPoseError
 from ddhpose.io import atomic_open, write_json
 from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.losses import pose_losses
+from ddhpose.model.precision import set_tf32
 
 SCHEMA = "ddhpose-bench/1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -253,9 +254,12 @@ def bench_device(spec: str) -> torch.device:
 
 
 def run_benchmark(plan: BenchPlan, threads: int = 2, device: str = "cpu",
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure everything in ``plan``; returns the bench.json content."""
+                  log: Callable[[str], None] = print, tf32: bool = True) -> dict[str, Any]:
+    """Measure everything in ``plan``; returns the bench.json content. On CUDA float32 matmuls
+    use TF32 unless ``tf32`` is False (the pipeline's default, ``train.tf32``/``sample.tf32``)."""
     dev = bench_device(device)
+    if dev.type == "cuda":
+        set_tf32(tf32)
     torch.set_num_threads(threads)
     run = _Runner(plan, dev, log)
     started = time.perf_counter()

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N (default cpu); on CUDA every timed call is "
                              "synchronised and the peak is the device's matmul peak")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="CUDA: IEEE float32 matmuls instead of TF32 tensor cores")
     parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="comma-separated dtypes to measure (default float32,bfloat16)")
     parser.add_argument("--no-accuracy", action="store_true",
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         plan.demo_checkpoint = args.checkpoint
     plan.demo_test_split = args.test_split
-    result = run_benchmark(plan, threads=args.threads, device=args.device,
+    result = run_benchmark(plan, threads=args.threads, device=args.device, tf32=args.tf32,
                            log=lambda msg: print(msg, flush=True))
     json_path, md_path = write_reports(result, args.out)
     print(f"wrote {json_path} and {md_path}")
