@@ -6,13 +6,22 @@ optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states o
 lr, the best metric and the history. Every other random draw of an epoch (diffusion t and noise,
 drop-path masks, validation sampler noise) comes from generators seeded from ``(seed, epoch)``.
 A run killed at any moment and restarted therefore replays the interrupted epoch exactly and ends
-with bit-identical weights (on the same hardware, thread count and world size).
+with bit-identical weights — on the CPU (deterministic kernels, same thread count and world
+size; tested). On CUDA the draws are the same but some backward kernels (attention, indexing) sum
+with atomics, so a resumed GPU run matches an uninterrupted one up to float round-off only.
 
 DDP equivalence. ``batch_clips`` is the global batch; each rank takes a contiguous share of it.
 The diffusion draws and drop-path masks are made for the whole global batch on every rank and
 sliced (:mod:`ddhpose.training.draws`), rank losses are weighted by their share of the batch, and
 the loss-scaled gradient uses the all-reduced GLOBAL loss, so the DDP-averaged gradient equals the
-single-process gradient up to float round-off — with drop_path > 0 too.
+single-process gradient up to float round-off — with drop_path > 0 too (tested with 2 CPU
+processes; on GPUs the round-off of the per-rank batch sizes and atomics makes the weights drift
+apart slowly, as with any DDP run).
+
+Precision (:mod:`ddhpose.model.precision`): ``train.amp`` runs the denoiser under autocast
+(bfloat16 or float16; float16 with a GradScaler), validation samples with the same setting, so
+``best.pt`` is chosen on validation in the training precision; ``train.tf32`` lets float32
+matmuls on CUDA use TF32. The precision is stated in every ``train_log.csv`` row.
 
 File writes (rank 0 only): ``epoch_<N>.pt`` (every ``checkpoint_every`` epochs), ``best.pt``
 (validation MPJPE improved; without validation it is the latest epoch), then ``last.pt`` and
