@@ -46,7 +46,7 @@ from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
-from ddhpose.model.precision import amp_mode, autocast_dtype
+from ddhpose.model.precision import amp_mode, autocast_dtype, precision_label, tf32_enabled
 from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
@@ -119,6 +119,8 @@ class _Trainer:
             _note("train.amp: fp16 needs CUDA: training in float32 (bf16 works on the CPU)")
         seed_everything(cfg.seed)
         self.model = DDHPose(model_cfg, autocast=self.autocast).to(info.device)
+        #: training and validation precision, e.g. "bfloat16-autocast" (train_log, MLflow)
+        self.precision = precision_label(self.autocast, info.device, tf32_enabled())
         self.skel = self.model.skeleton
         self.drop_path = GlobalDropPath()
         set_drop_path_mask_fn(self.model, self.drop_path)
@@ -341,12 +343,12 @@ class _Trainer:
                 self.best = val if cfg.validate else None
                 self.best_epoch = self.epoch
             row = {"epoch": self.epoch, "lr": lr_used, **losses, "val_mpjpe_mm": val,
-                   "seconds": time.perf_counter() - t0}
+                   "seconds": time.perf_counter() - t0, "precision": self.precision}
             self.history.append(row)
             self.save(improved)
             if info.is_main and self.log_fn is not None:
                 metrics = {k: float(v) for k, v in row.items()
-                           if k != "epoch" and not np.isnan(v)}
+                           if k not in ("epoch", "precision") and not np.isnan(v)}
                 self.log_fn(metrics, self.epoch)
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss_total']:.4g}",

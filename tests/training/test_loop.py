@@ -71,6 +71,7 @@ def test_three_epochs_write_checkpoints_log_and_lower_the_loss(tmp_path, splits)
     rows = read_train_log(tmp_path / "train_log.csv")
     assert list(rows[0].keys()) == list(LOG_COLUMNS)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {r["precision"] for r in rows} == {"float32"}
     assert float(rows[1]["lr"]) == pytest.approx(1e-3 * 0.993)
     assert float(rows[2]["loss_total"]) < float(rows[0]["loss_total"])
     vals = [float(r["val_mpjpe_mm"]) for r in rows]
