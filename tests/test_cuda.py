@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.bench.plan import bench_model
+from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import load_checkpoint
 from ddhpose.synthetic.smoke import synthetic_split
 from ddhpose.training.smoke import tiny_model_config
@@ -55,7 +56,7 @@ def fp32_exact():
 
 def _model(width: int = 64, depth: int = 3, frames: int = 27) -> DDHPose:
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=width, depth=depth, frames=frames, drop_path=0.0))
+    model = DDHPose(bench_model(width, depth, frames))
     with torch.no_grad():  # non-zero embeddings, like a trained model
         for name, p in model.named_parameters():
             if "pos_embed" in name or name.endswith("group"):
@@ -138,12 +139,12 @@ def _count_syncs(fn) -> int:
 
 
 def _trainer(tmp_path: Path, **train_kw):
-    from ddhpose.training.config import TrainConfig
+    from demo_config import demo_train
+
     from ddhpose.training.distributed import init_distributed
     from ddhpose.training.loop import _Trainer
 
-    cfg = TrainConfig(epochs=2, batch_clips=4, lr=1e-3, validate=False, device="cuda",
-                      **train_kw)
+    cfg = demo_train(epochs=2, batch_clips=4, lr=1e-3, validate=False, device="cuda", **train_kw)
     split = synthetic_split("h36m", 4, 30, seed=0)
     return _Trainer(tiny_model_config(), cfg, split, None, tmp_path, init_distributed("cuda"),
                     None)
@@ -171,7 +172,7 @@ def test_a_ddim_step_stays_within_the_sync_budget():
 
 
 def test_peak_memory_of_a_paper_size_sampling_call():
-    model = DDHPose(ModelConfig()).cuda().eval()  # 38.5 M parameters, F=243
+    model = DDHPose(bench_model(512, 8, 243)).cuda().eval()  # 38.5 M parameters, F=243
     x2d = torch.randn(4, 243, 17, 2, device="cuda")
     torch.cuda.reset_peak_memory_stats()
     out = model.sample(x2d, hypotheses=20, steps=1,

@@ -238,6 +238,7 @@ def infer_model_config(
         dataset=dataset, width=width, depth=1 + len(blocks), heads=8,
         mlp_ratio=hidden / width, frames=frames,
         timesteps=int(betas.shape[0]) if betas is not None else 1000,
+        scale=1.0, drop_path=0.1, xc_layout="reference",  # the original model's fixed values
         qkv_bias=f"{pre}STEblocks_0.0.attn.qkv.bias" in state_dict,
     )
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.bench.plan import bench_model
+from ddhpose.model import DDHPose
 from ddhpose.model.fused import onednn_bf16_cpu
 from ddhpose.model.precision import (
     amp_mode,
@@ -48,7 +49,7 @@ def test_cpu_resolution():
 
 def _model(**kw) -> DDHPose:
     torch.manual_seed(0)
-    return DDHPose(ModelConfig(width=32, depth=2, heads=4, frames=9, drop_path=0.0), **kw)
+    return DDHPose(bench_model(32, 2, 9), **kw)
 
 
 def test_tf32_switch_restores_and_leaves_cpu_float32_untouched():
