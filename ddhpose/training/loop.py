@@ -46,13 +46,19 @@ from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
-from ddhpose.model.precision import amp_mode, autocast_dtype, precision_label, tf32_enabled
+from ddhpose.model.precision import (
+    amp_mode,
+    autocast_dtype,
+    matmul_precision,
+    precision_label,
+    tf32_enabled,
+)
 from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
-    TRAJECTORY_FIELDS,
     TrainConfig,
     TrainResult,
+    trajectory_changes,
 )
 from ddhpose.training.distributed import (
     DistInfo,
@@ -120,6 +126,9 @@ class _Trainer:
         self.model = DDHPose(model_cfg, autocast=self.autocast).to(info.device)
         #: training and validation precision, e.g. "bfloat16-autocast" (train_log, MLflow)
         self.precision = precision_label(self.autocast, info.device, tf32_enabled())
+        if info.is_main and self.precision != "float32":
+            _note(f"precision {self.precision} (train.amp: {cfg.amp}, train.tf32: {cfg.tf32}); "
+                  "validation, which picks best.pt, runs in it too")
         self.skel = self.model.skeleton
         self.drop_path = GlobalDropPath()
         set_drop_path_mask_fn(self.model, self.drop_path)
@@ -175,7 +184,7 @@ class _Trainer:
         state = ckpt.get("train_state") or {}
         stored = state.get("train_config") or {}
         now = self.cfg.as_dict()
-        diff = [k for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+        diff = trajectory_changes(stored, now)
         if diff:
             shown = ", ".join(f"train.{k}: {stored[k]!r} stored vs {now[k]!r} requested"
                               for k in diff)
@@ -292,6 +301,7 @@ class _Trainer:
             "history": self.history, "train_config": self.cfg.as_dict(),
             "world_size": self.info.world_size,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "precision": self.precision,
         }
         meta = {"kind": "ddhpose-train", "epoch": self.epoch}
         n = self.cfg.checkpoint_every
@@ -309,6 +319,7 @@ class _Trainer:
             best_path=self.out_dir / BEST, last_path=self.out_dir / LAST,
             best_val_mpjpe_mm=self.best, best_epoch=self.best_epoch, epochs_run=epochs_run,
             epochs_done=self.epoch, history=[dict(r) for r in self.history],
+            precision=self.precision,
         )
 
     def run(self, resume: bool) -> TrainResult:
@@ -381,7 +392,7 @@ def train(
         cfg = dataclasses.replace(cfg, validate=False)
         _note("no validation split given: validation disabled (best.pt = last epoch)")
     info = init_distributed(cfg.device)
-    with _deterministic(info.device):
+    with _deterministic(info.device), matmul_precision(cfg.tf32):
         trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn)
         result = trainer.run(resume)
     shutdown_distributed(info)
