@@ -4,7 +4,9 @@ On one GPU the whole file takes a few minutes (well under 15). What it checks:
 
 1. parity CPU vs CUDA in float32 with TF32 off: the denoiser (the CUDA inference fallback of
    the fused path and the autograd path), one DDIM step with replayed noise;
-2. checkpoints made on the GPU are device-free (a plain ``torch.load`` gives CPU tensors);
+2. checkpoints made on the GPU are device-free (a plain ``torch.load`` gives CPU tensors); one
+   AMP training step (float16 with its GradScaler, bfloat16 without) gives finite gradients on
+   every parameter but the unused ``qkv_xc`` set, and the scaler state survives a resume;
 3. a synchronisation budget: host-device syncs of a training step and of a DDIM step, counted
    with ``torch.cuda.set_sync_debug_mode("warn")``;
 4. the peak memory of one paper-size sampling call (B=4, H=20, K=1, flip pass), printed;
@@ -100,7 +102,7 @@ def _smoke(out: Path, *extra: str, nproc: int = 1) -> subprocess.CompletedProces
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  "--nproc_per_node", str(nproc)] if nproc > 1 else [sys.executable])
     cmd = [*launcher, "-m", "ddhpose.training.smoke", "--out", str(out), "--device", "cuda",
-           "--epochs", "2", *extra]
+           *(extra if "--epochs" in extra else ("--epochs", "2", *extra))]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -124,6 +126,37 @@ def test_checkpoints_made_on_the_gpu_are_device_free(tmp_path):
     walk(raw)
     assert tensors and all(t.device.type == "cpu" for t in tensors)
     assert raw["optimizer"]["state"], "the optimizer state was saved"
+
+
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_an_amp_training_step_and_its_scaler_survive_a_resume(tmp_path, amp):
+    if amp == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no bfloat16 tensor cores")
+    trainer = _trainer(tmp_path, amp=amp)
+    assert trainer.autocast == (torch.float16 if amp == "fp16" else torch.bfloat16)
+    assert (trainer.scaler is not None) == (amp == "fp16")
+    losses = trainer.train_epoch(trainer.model)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    from ddhpose.training.distributed import static_unused_parameters
+
+    unused = {id(p) for p in static_unused_parameters(trainer.model)}
+    for name, p in trainer.model.named_parameters():
+        if id(p) in unused:
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # through the real files: 1 epoch, then a resumed second one keeps the scaler state
+    _smoke(tmp_path / "run", "--amp", amp, "--epochs", "1")
+    first = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    _smoke(tmp_path / "run", "--amp", amp, "--epochs", "2")
+    second = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    assert second["epoch"] == 2 and second["precision"] == f"{trainer.autocast}-autocast".replace(
+        "torch.", "")
+    if amp == "fp16":
+        assert first["scaler"] and second["scaler"]
+        assert second["scaler"]["_growth_tracker"] >= 0 and second["scaler"]["scale"] > 0
+    else:
+        assert first["scaler"] is None and second["scaler"] is None
 
 
 def _count_syncs(fn) -> int:

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-validate", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="train.device (auto | cpu | cuda)")
+    ap.add_argument("--amp", default="off", help="train.amp (off | fp16 | bf16 | auto)")
     args = ap.parse_args(argv)
 
     import torch
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     base = TrainConfig(**yaml.safe_load(args.params.read_text(encoding="utf-8"))["train"])
     cfg = dataclasses.replace(base, epochs=args.epochs, batch_clips=args.batch_clips, lr=args.lr,
                               checkpoint_every=1, validate=not args.no_validate,
-                              device=args.device)
+                              device=args.device, amp=args.amp)
     result = train(tiny_model_config(args.dataset, args.drop_path), cfg, split, val, args.out)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({"epochs_done": result.epochs_done, "epochs_run": result.epochs_run,
