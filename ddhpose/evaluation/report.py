@@ -1,4 +1,4 @@
-"""Turn saved predictions into the protocol tables (Human3.6M §7, MPI-INF-3DHP §8.4) and a
+"""Turn saved predictions into the protocol tables (docs/model.md "Evaluation protocols") and a
 mean-pose baseline. Pure functions over a processed split and :class:`SplitPredictions`."""
 
 from __future__ import annotations

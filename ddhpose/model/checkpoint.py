@@ -1,15 +1,15 @@
 """Checkpoints: our own format, the authors' ``.bin`` files, and conversion between them.
 
 Our format (``format="ddhpose-checkpoint"``, ``version=1``) is a ``torch.save`` of a dict with
-``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names, §10),
+``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names),
 ``optimizer`` (an optimizer state_dict or None), ``train_state`` and ``metadata`` (plain Python
 values and tensors). Everything loads with ``torch.load(weights_only=True)``; files are written
 atomically. Files are device-free: every tensor (weights, optimizer state, training state) is
 stored on the CPU, so a checkpoint made on a GPU loads with a plain ``torch.load`` on a CPU-only
 machine.
 
-The authors' files (spec §10) hold ``epoch``, ``lr``, ``random_state`` (a NumPy RandomState),
-``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
+The authors' files (docs/model.md "Checkpoint formats") hold ``epoch``, ``lr``, ``random_state`` (a
+NumPy RandomState), ``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
 ``weights_only=True`` plus a narrow allow-list of the NumPy globals needed to rebuild the
 RandomState (:func:`reference_safe_globals`) — never with ``weights_only=False``.
 """

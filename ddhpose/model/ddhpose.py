@@ -1,10 +1,12 @@
-"""The DDHPose wrapper (spec §5): diffusion schedule buffers + the HST denoiser, training forward
-and DDIM sampling. Its state_dict names equal the reference's exactly (§10): the 12 float64
-schedule buffers at top level, the network under ``dir_bone_estimator``.
+"""The DDHPose wrapper (docs/model.md "Bone diffusion"): diffusion schedule buffers + the HST
+denoiser, training forward and DDIM sampling. Its state_dict names equal the reference's exactly
+(docs/model.md "Checkpoint formats"): the 12 float64 schedule buffers at top level, the network
+under ``dir_bone_estimator``.
 
 Units: the network works in metres. ``unit_scale`` is 1 for Human3.6M and 1000 for MPI-INF-3DHP,
 whose reference model takes millimetres, divides by 1000 inside and multiplies outputs by 1000
-(§8.2); ``forward`` and ``sample`` take and return metres × ``unit_scale``.
+(docs/model.md "Quirks: 3DHP units"); ``forward`` and ``sample`` take and return metres ×
+``unit_scale``.
 
 Keep the schedule buffers float64: do not call ``.half()``/``.float()``/``.double()`` on the whole
 module (they would cast the buffers); move it with ``.to(device)`` only.
@@ -257,7 +259,8 @@ class DDHPose(nn.Module):
         self, x2d: Tensor, x3d: Tensor, noise: NoiseSpec = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Training forward (§5.2): noise the GT bones with one t per clip and predict x̂0.
+        """Training forward (docs/model.md "Training forward"): noise the GT bones with one t per
+        clip and predict x̂0.
 
         x2d (B,F,J,2) normalised; x3d (B,F,J,3) root-relative (root = 0), metres × unit_scale.
         ``noise``/``generator``: see :class:`~ddhpose.model.diffusion.RandomDraws` (a replayed list
@@ -280,8 +283,9 @@ class DDHPose(nn.Module):
         generator: torch.Generator | None = None, x2d_flip: Tensor | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """DDIM sampling with flip TTA (§5.3): x2d (B,F,J,2) -> (B,K,H,F,J,3), metres × unit_scale,
-        root NOT zeroed. Runs in eval mode (no drop-path) and restores the previous mode.
+        """DDIM sampling with flip TTA (docs/model.md "The sampler"): x2d (B,F,J,2) ->
+        (B,K,H,F,J,3), metres × unit_scale, root NOT zeroed. Runs in eval mode (no drop-path) and
+        restores the previous mode.
 
         ``dtype=torch.bfloat16`` (or ``torch.float16``) runs the denoiser in that precision
         (:meth:`denoise`: a low-precision copy on the CPU, faster on CPUs with bfloat16 matmul

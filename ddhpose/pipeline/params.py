@@ -127,7 +127,7 @@ SECTIONS: dict[str, type] = {
 SECTION_DOCS = {
     "data": "what fetch_data / preprocess read",
     "model": "the denoiser (HSTDenoiser) and diffusion schedule",
-    "train": "training recipe (spec §6)",
+    "train": 'training recipe (docs/model.md "Training")',
     "sample": "DDIM sampling of the test set",
     "eval": "metrics and plots",
     "tracking": "MLflow tracking",

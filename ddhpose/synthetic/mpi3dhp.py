@@ -1,4 +1,5 @@
-"""Synthetic MPI-INF-3DHP sequences: mixed activities, seen by pinhole cameras (spec §8.1 layout).
+"""Synthetic MPI-INF-3DHP sequences: mixed activities, seen by pinhole cameras (the layout of
+docs/model.md "MPI-INF-3DHP files").
 
 3D is in millimetres in camera coordinates (x right, y down, z forward), 2D in pixels, joints in
 the 17-joint 3DHP order (:data:`ddhpose.skeleton.MPI3DHP17`). Test sequences TS1-TS4 use the
@@ -175,7 +176,8 @@ __all__ = [
 def write_synthetic_3dhp(
     out_dir: str | Path, cfg: SyntheticConfig
 ) -> dict[str, Path]:
-    """Write ``data_train_3dhp_ori.npz`` and ``data_test_3dhp_ori.npz`` (spec §8.1 layout).
+    """Write ``data_train_3dhp_ori.npz`` and ``data_test_3dhp_ori.npz`` (layout: docs/model.md
+    "MPI-INF-3DHP files").
 
     Returns ``{"train": path, "test": path}``.
     """

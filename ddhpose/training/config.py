@@ -1,7 +1,7 @@
 """Training configuration and result types of the training library (no dependency on pipeline/).
 
 :class:`TrainConfig` is the ``train`` section of ``params.yaml``: same field names, the one-line
-docs that params.yaml shows as comments, and the only value rules (:meth:`TrainConfig.validate`).
+docs that params.yaml shows as comments, and the only value rules (:meth:`TrainConfig.check`).
 It has no defaults: the demo's values live in ``params.yaml``, the paper's in ``configs/``.
 """
 

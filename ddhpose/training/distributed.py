@@ -218,10 +218,12 @@ def static_unused_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]
 def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     """Wrap ``model`` in DistributedDataParallel when distributed (else return it unchanged).
 
-    The unused set is static (:func:`static_unused_parameters`), so those parameters are frozen
-    (``requires_grad_(False)``) and DDP runs with ``find_unused_parameters=False`` (no graph walk,
-    no used-parameter all-reduce per step). Their gradients stay ``None`` as in a single process,
-    so AdamW skips them in both cases; the optimizer's parameter list and state_dict are unchanged.
+    The unused set is static (:func:`static_unused_parameters`: the 7 spatial ``attn.qkv_xc``
+    layers of the reference model never take part in the forward pass, docs/model.md "Quirks:
+    unused spatial qkv_xc"), so those parameters are frozen (``requires_grad_(False)``) and DDP
+    runs with ``find_unused_parameters=False`` (no graph walk, no used-parameter all-reduce per
+    step). Their gradients stay ``None`` as in a single process, so AdamW skips them in both cases;
+    the optimizer's parameter list and state_dict are unchanged.
     """
     if not info.distributed:
         return model

@@ -1,5 +1,5 @@
-"""The training loop (spec §6): AdamW, per-epoch lr decay, loss-scaled gradients, DDP, validation,
-checkpoints every epoch and exact resume.
+"""The training loop (docs/model.md "Training"): AdamW, per-epoch lr decay, loss-scaled gradients,
+DDP, validation, checkpoints every epoch and exact resume.
 
 Exactness contract. ``last.pt`` is written (atomically) after every epoch with the model, the
 optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states of every rank, the

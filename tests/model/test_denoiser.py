@@ -185,7 +185,8 @@ def test_bad_shapes_and_layout_are_refused():
 
 
 def test_seventeen_frames_do_not_trigger_the_spatial_edit():
-    """§12.4: spatial vs temporal is an explicit flag, not ``N == 17``."""
+    """Spatial vs temporal is an explicit flag, not ``N == 17`` (docs/model.md
+    "Done differently")."""
     torch.manual_seed(0)
     net = HSTDenoiser(H36M17, num_frames=17, width=16, depth=2).eval()
     calls = []

@@ -98,7 +98,8 @@ def test_3dhp_sampler_smoke_and_units():
 
 @pytest.mark.parametrize(("dataset", "same"), [("h36m", True), ("3dhp", False)])
 def test_reference_implied_noise_slots(dataset, same):
-    """Slots 1..16 are the bone slots for H36M; for 3DHP the reference bug differs (§8.2)."""
+    """Slots 1..16 are the bone slots for H36M; for 3DHP the reference bug differs
+    (docs/model.md "Quirks: 3DHP slot mismatch")."""
     model = _tiny(dataset)
     x2d = torch.rand(1, 9, 17, 2) * 2 - 1
     flip = flip_joints(x2d, model.skeleton)

@@ -68,7 +68,8 @@ def test_loss_scaled_gradient_norm_matches(step):
     _, res, ref = step
     norm = torch.sqrt(sum((g.double() ** 2).sum() for g in res["grads"].values())).item()
     assert norm == pytest.approx(float(ref["grad_global_norm"]), rel=1e-6)
-    # the spatial blocks' qkv_xc are dead (no gradient, so AdamW leaves them alone: §12.5)
+    # the spatial blocks' qkv_xc are dead (no gradient, so AdamW leaves them alone:
+    # docs/model.md "Quirks: unused spatial qkv_xc")
     dead = {n for n, p in step[0].named_parameters() if n not in res["grads"]}
     assert dead == {f"dir_bone_estimator.STEblocks.{i}.attn.qkv_xc.{w}"
                     for i in (0, 1) for w in ("weight", "bias")}
