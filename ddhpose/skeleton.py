@@ -57,6 +57,11 @@ class Skeleton:
             perm[left], perm[right] = right, left
         object.__setattr__(self, "_flip", tuple(perm))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (data-loader workers, deep copies) without the device cache: no CUDA tensor
+        travels to another process."""
+        return {**self.__dict__, "_device_cache": {}}
+
     def index(self, table: str, device: torch.device) -> torch.Tensor:
         """A table (``bone_slots``, ``bone_parents`` or ``flip_permutation``) as an int64 tensor
         on ``device``, made once per device and cached: indexing a CUDA tensor with a Python list
