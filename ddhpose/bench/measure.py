@@ -268,6 +268,9 @@ def render_markdown(r: dict[str, Any]) -> str:
            f"{m['cuda_memory_gb']:.0f} GB, TF32 matmul {'on' if m['tf32_matmul'] else 'off'}; "
            "timed calls synchronised, peaks and GFLOP/s of the GPU, no comparison with the "
            "authors' CPU times)" if "cuda_device" in m else "")
+    on_gpu = r.get("device", "cpu") == "cuda"
+    mem_key = "cuda_max_allocated_mb" if on_gpu else "peak_rss_mb"
+    mem_head = "peak GPU MB (allocated)" if on_gpu else "peak RSS MB"
     lines = [f"# ddhpose benchmark ({r['mode']})", "",
              f"{r['created']} · torch {m['torch']}{gpu} · {m['cpu_count']} CPUs, "
              f"{m['threads']} threads"
@@ -302,10 +305,10 @@ def render_markdown(r: dict[str, Any]) -> str:
                      _f(s["float32_peak_fraction"] * 100, ".0f"),
                      _f(s.get("reference_seconds")), _f(s.get("speedup_raw")),
                      _f(s.get("speedup_normalised")), _f(s.get("speedup_normalised_matmul")),
-                     _f(s.get("peak_rss_mb"), ".0f"),
+                     _f(s.get(mem_key), ".0f"),
                      s["method"] + ("" if s["method"] == "timed" else f": {s['how']}")])
     lines += _table(["model", "dtype", "B", "H", "K", "s", "frames/s", "GFLOP/s", "%peak",
-                     "%f32", "ref s", "speedup", "norm. speedup", "norm. (mm)", "peak RSS MB",
+                     "%f32", "ref s", "speedup", "norm. speedup", "norm. (mm)", mem_head,
                      "how"], rows)
     lines += ["Reference (authors' code, same kind of machine, f32): "
               + "; ".join(f"B={x['batch']},F={x['frames']},H={x['hypotheses']},K={x['steps']} "
@@ -313,16 +316,16 @@ def render_markdown(r: dict[str, Any]) -> str:
                                                   if x["gflops"] else "")
                           for x in ref["sampling"]), "", "## Denoiser forward", ""]
     lines += _table(["model", "dtype", "clips", "F", "s", "frames/s", "GFLOP/s", "%peak",
-                     "peak RSS MB"],
+                     mem_head],
                     [[d["model"], d["dtype"], str(d["clips"]), str(d["frames"]),
                       _f(d["seconds"], ".3f"), _f(d["frames_per_s"], ".0f"), _f(d["gflops"], ".0f"),
-                      _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get("peak_rss_mb"), ".0f")]
+                      _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get(mem_key), ".0f")]
                      for d in r["denoiser"]])
     lines += ["## Training step (batch 4 × F, AdamW, float32)", ""]
-    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", "peak RSS MB", "how"],
+    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", mem_head, "how"],
                     [[t["model"], str(t["frames"]), _f(t["seconds"]), _f(t["frames_per_s"], ".0f"),
                       _f(t["gflops"], ".0f"), _f(t.get("peak_fraction", 0) * 100, ".0f"),
-                      _f(t.get("peak_rss_mb"), ".0f"), t["how"]] for t in r["training"]])
+                      _f(t.get(mem_key), ".0f"), t["how"]] for t in r["training"]])
     dl = r.get("data_loader")
     if dl:
         lines += [f"## Data loader\n\n`TrainClips` ({dl['source']}), batch {dl['batch']} × "

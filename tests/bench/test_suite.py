@@ -215,3 +215,23 @@ def test_every_timed_call_is_enclosed_by_device_syncs():
 def test_result_records_the_device_and_cpu_runs_compare_with_the_authors(result):
     assert result["device"] == "cpu"
     assert "cuda_device" not in result["machine"]
+
+
+def test_a_gpu_report_shows_device_memory_and_no_cpu_comparison(result):
+    import copy
+
+    from ddhpose.bench.measure import annotate
+
+    gpu = copy.deepcopy(result)
+    gpu["device"] = "cuda"
+    gpu["machine"].update(cuda_device="Some GPU", cuda_capability="8.0", cuda_memory_gb=40.0,
+                          tf32_matmul=True)
+    for group in ("denoiser", "sampling", "training"):
+        for rec in gpu[group]:
+            rec["cuda_max_allocated_mb"] = 1234.0
+            rec.pop("speedup_raw", None)
+    annotate(gpu)
+    md = render_markdown(gpu)
+    assert "device Some GPU (capability 8.0, 40 GB, TF32 matmul on" in md
+    assert "peak GPU MB (allocated)" in md and "| 1234 |" in md
+    assert not any("speedup_raw" in rec for rec in gpu["sampling"])
