@@ -24,23 +24,10 @@ from collections.abc import Iterator
 
 import torch
 
+from ddhpose.model.config import AMP_MODES, SAMPLE_DTYPES, amp_mode
 from ddhpose.model.fused import onednn_bf16_cpu
 
-AMP_MODES = ("off", "fp16", "bf16", "auto")
-SAMPLE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def amp_mode(value: str | bool) -> str:
-    """A training ``amp`` value as one of :data:`AMP_MODES` (``True`` -> ``auto``, ``False`` ->
-    ``off``); ValueError for anything else."""
-    if value is True:
-        return "auto"
-    if value is False:
-        return "off"
-    if isinstance(value, str) and value in AMP_MODES:
-        return value
-    raise ValueError(f"must be one of {'|'.join(AMP_MODES)} (or true/false), got {value!r}")
 
 
 def has_bf16_units(device: torch.device) -> bool:

@@ -10,9 +10,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.errors import ConfigError
-from ddhpose.evaluation.aggregate import AGGREGATIONS
-from ddhpose.model.ddhpose import DATASETS, ModelConfig
-from ddhpose.model.precision import SAMPLE_DTYPES
+from ddhpose.evaluation import AGGREGATIONS
+from ddhpose.model.config import DATASETS, SAMPLE_DTYPES, ModelConfig
 from ddhpose.synthetic.config import SyntheticConfig
 from ddhpose.training.config import DEVICE_PATTERN
 

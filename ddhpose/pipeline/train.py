@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError
-from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint
+from ddhpose.model.config import ModelConfig
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.config import trajectory_changes
 from ddhpose.training.loop import train
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 
 def model_config(params: Any) -> ModelConfig:
@@ -53,7 +57,7 @@ def _remove_stale(models: Path, reason: str) -> None:
           f"(removed {', '.join(sorted(removed))})")
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
     last = paths.models / "last.pt"

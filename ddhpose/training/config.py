@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import ConfigError
-from ddhpose.model.precision import AMP_MODES, amp_mode
+from ddhpose.model.config import AMP_MODES, amp_mode
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
