@@ -26,7 +26,7 @@ from ddhpose.io import read_json
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.model.config import ModelConfig
 from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.training.config import TRAJECTORY_FIELDS
+from ddhpose.training.config import trajectory_changes
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
 
@@ -58,7 +58,7 @@ def stale_run_reason(
     changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
     stored = (ckpt.get("train_state") or {}).get("train_config") or {}
     now = train_params.as_dict()
-    changed += [f"train.{k}" for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+    changed += [f"train.{k}" for k in trajectory_changes(stored, now)]
     return ", ".join(changed) or None
 
 
@@ -157,6 +157,8 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
     result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn,
                    init_state_dict=None if init_model is None else init_model.state_dict(),
                    init_tag=init_sha)
+    # the precision of training and of the validation that picked best.pt
+    tracker.log_params({"train.precision": result.precision})
     for name in ("best.pt", "last.pt", "train_log.csv"):
         if (paths.models / name).is_file():
             tracker.log_artifact(paths.models / name, "models")
@@ -164,5 +166,5 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
     if best is not None:
         tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
     print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
-          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}) -> "
-          f"{paths.models}")
+          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}, "
+          f"{result.precision}) -> {paths.models}")
