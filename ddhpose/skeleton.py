@@ -69,8 +69,9 @@ class Skeleton:
         key = (table, torch.device(device))
         cached = self._device_cache.get(key)
         if cached is None:
-            cached = torch.tensor(getattr(self, table), dtype=torch.long, device=device)
-            self._device_cache[key] = cached
+            with torch.inference_mode(False):  # made under inference_mode it could never
+                cached = torch.tensor(getattr(self, table), dtype=torch.long, device=device)
+            self._device_cache[key] = cached  # serve a later autograd (training) call
         return cached
 
     def flip_sign(self, channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -79,7 +80,8 @@ class Skeleton:
         cached = self._device_cache.get(key)
         if cached is None:
             sign = [-1.0] + [1.0] * (channels - 1)
-            cached = torch.tensor(sign, dtype=like.dtype, device=like.device)
+            with torch.inference_mode(False):  # see index()
+                cached = torch.tensor(sign, dtype=like.dtype, device=like.device)
             self._device_cache[key] = cached
         return cached
 

@@ -224,3 +224,17 @@ def test_device_index_tables_are_cached_and_never_pickled():
     assert first.tolist() == list(skel.bone_slots)
     copy = pickle.loads(pickle.dumps(skel))
     assert copy == skel and copy._device_cache == {}
+
+
+def test_tables_cached_under_inference_mode_serve_autograd_later():
+    """Sampling (inference_mode) first, training (autograd) later in the same process."""
+    import copy
+
+    skel = copy.deepcopy(get_skeleton("h36m17"))  # an empty device cache
+    joints = torch.randn(2, 17, 3)
+    with torch.inference_mode():
+        bone_vectors(joints, skel)
+        skel.flip_sign(3, joints)
+    x = joints.clone().requires_grad_(True)
+    (bone_vectors(x, skel) * skel.flip_sign(3, x)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
