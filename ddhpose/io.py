@@ -146,12 +146,15 @@ def probe_writable(directory: str | Path) -> Path:
     full) before any expensive work is done."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=directory)
     try:
-        os.write(fd, b"\0")
-    finally:
-        os.close(fd)
-        os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=directory)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:  # name the folder, not the probe file
+        raise type(exc)(exc.errno, exc.strerror, str(directory)) from exc
     return directory
 
 
