@@ -104,6 +104,14 @@ def test_steps_beyond_the_model_timesteps_fail_at_once(tmp_path, ckpt, capsys):
     assert not (tmp_path / "o.npz").exists()
 
 
+def test_library_infer_bounds_steps(ckpt):
+    from ddhpose.inference.infer import infer
+    from ddhpose.model.checkpoint import load_model
+
+    with pytest.raises(ValueError, match="between 1 and the model's 50 diffusion timesteps"):
+        infer(load_model(ckpt), np.full((9, 17, 2), 300.0), SIZE, steps=51)
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--hypotheses", "100000"], "--hypotheses"),
     (["--batch-windows", "0"], "--batch-windows"),
