@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ddhpose.errors import DataError
-from ddhpose.keypoints import load_keypoints
+from ddhpose.keypoints import MissingKeypointsWarning, load_keypoints
 
 
 def _csv(path, frames):
@@ -30,4 +30,5 @@ def test_frame_index_leaving_most_frames_empty(tmp_path):
 
 def test_gaps_within_bounds_are_filled(tmp_path):
     path = _csv(tmp_path / "kp.csv", [*range(0, 120, 2)])  # every other frame: half present
-    assert load_keypoints(path, "h36m17", (640, 480)).xy.shape == (119, 17, 2)
+    with pytest.warns(MissingKeypointsWarning, match="filled 1003 missing"):
+        assert load_keypoints(path, "h36m17", (640, 480)).xy.shape == (119, 17, 2)

@@ -23,17 +23,13 @@ from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint
 from ddhpose.pipeline.aside import move_aside
 from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.training.config import coerce_train_config
 from ddhpose.training.loop import train
 from ddhpose.training.resume import resume_blockers
 
 
 def model_config(params: Any) -> ModelConfig:
     """The ``ModelConfig`` of params.yaml's ``model`` section for ``data.dataset``."""
-    m = params.model
-    return ModelConfig(dataset=params.data.dataset, width=m.width, depth=m.depth, heads=m.heads,
-                       mlp_ratio=m.mlp_ratio, frames=m.frames, timesteps=m.timesteps,
-                       scale=m.scale, drop_path=m.drop_path, xc_layout=m.xc_layout).validate()
+    return ModelConfig.from_params(params.data.dataset, params.model).validate()
 
 
 STALE_DIR = "stale"
@@ -46,7 +42,7 @@ def stale_run_reasons(last: Path, model_cfg: ModelConfig, train_params: Any) -> 
     A corrupt file is not "stale": :class:`CheckpointError` propagates and nothing is moved.
     """
     ckpt = load_checkpoint(last, map_location="cpu")
-    return resume_blockers(ckpt, model_cfg, coerce_train_config(train_params).as_dict())
+    return resume_blockers(ckpt, model_cfg, train_params.as_dict())
 
 
 def set_stale_run_aside(models: Path, reasons: list[str]) -> Path:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from demo_config import demo_model
 
 from ddhpose.cli import main
 from ddhpose.keypoints import save_keypoints_json
 from ddhpose.model.checkpoint import save_checkpoint
-from ddhpose.model.ddhpose import DDHPose, ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (640.0, 480.0)
@@ -26,7 +27,7 @@ SIZE = (640.0, 480.0)
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=16, depth=2, heads=2, frames=9, timesteps=50)).eval()
+    model = DDHPose(demo_model(width=16, depth=2, heads=2, frames=9, timesteps=50)).eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model)
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_config import demo_model
 
 from ddhpose.cli import main
 from ddhpose.errors import CheckpointError
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
-from ddhpose.model.ddhpose import DDHPose, ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 
-CFG = ModelConfig(width=16, depth=2, heads=2, frames=9)
+CFG = demo_model(width=16, depth=2, heads=2, frames=9)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from demo_config import demo_params
 
 from ddhpose.pipeline import fetch as F
-from ddhpose.pipeline.params import DataParams
 
 REPO = Path(__file__).resolve().parents[2]
 PAYLOAD = b"x" * 300_000
@@ -53,8 +53,9 @@ def test_staging_left_by_sigkill_is_removed_next_run(tmp_path, stalling_server):
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     code = (
         "import dataclasses, sys; from pathlib import Path\n"
-        "from ddhpose.pipeline import fetch as F; from ddhpose.pipeline.params import DataParams\n"
-        f"cfg = dataclasses.replace(DataParams(), source='url', url={stalling_server!r}, "
+        "from ddhpose.pipeline import fetch as F; from ddhpose.pipeline.params import load_params\n"
+        f"data = load_params(Path({str(REPO / 'params.yaml')!r})).data\n"
+        f"cfg = dataclasses.replace(data, source='url', url={stalling_server!r}, "
         f"keypoints='cpn_ft_h36m_dbb', sha256={{{F.H36M_3D!r}: {sha!r}, {CPN!r}: {sha!r}}})\n"
         f"F.fetch_data(cfg, Path({str(data / 'raw')!r}))\n"
     )
@@ -75,7 +76,7 @@ def test_staging_left_by_sigkill_is_removed_next_run(tmp_path, stalling_server):
     src.mkdir()
     (src / F.H36M_3D).write_bytes(b"3d")
     (src / CPN).write_bytes(b"2d")
-    cfg = dataclasses.replace(DataParams(), source="local", path=str(src),
+    cfg = dataclasses.replace(demo_params().data, source="local", path=str(src),
                               keypoints="cpn_ft_h36m_dbb")
     F.fetch_data(cfg, data / "raw")
     assert sorted(p.name for p in data.iterdir()) == ["raw"]
