@@ -172,7 +172,8 @@ def check_outputs(
         for inp in inputs:
             if out.resolve() == inp.resolve() or (out.exists() and inp.exists()
                                                   and os.path.samefile(out, inp)):
-                raise DataError(out, f"is also an input ({inp}); the output needs another name")
+                same = "an input file" if out == inp else f"the input file {inp}"
+                raise DataError(out, f"is {same}; the output needs another name")
         if out.is_dir():
             raise DataError(out, "is a folder; the output needs a file name")
         if out.exists() and not force:

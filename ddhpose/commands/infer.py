@@ -1,5 +1,7 @@
 """``ddhpose infer --checkpoint CKPT --keypoints FILE --out OUT.npz``: lift your own 2D keypoints
-to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content:
+to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content, as a pair (both
+new or, on any failure, both old); never over an input file, over an existing file only with
+``--force``:
 
 - ``poses_3d`` (T, 17, 3) metres, root joint = 0 (Human3.6M-17 order, camera axes);
 - ``layout`` ("h36m17"), ``keypoints_2d`` (T, 17, 2) the input in pixels after conversion and
