@@ -11,7 +11,7 @@ import torch
 from ddhpose.data.processed import file_sha256, load_split
 from ddhpose.errors import ConfigError
 from ddhpose.evaluation.predict import predict_split, save_predictions
-from ddhpose.io import write_json
+from ddhpose.io import probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.distributed import resolve_device
@@ -20,6 +20,7 @@ from ddhpose.training.progress import progress_bar
 
 def run(params: Any, root: Path, tracker: Any) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.predictions)  # a read-only reports/ fails before the sampling
     cfg = params.sample
     try:
         device = resolve_device(cfg.device)
