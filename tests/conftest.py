@@ -1,4 +1,5 @@
-"""Shared test fixtures: the location of ../shared (skipped with a reason when absent)."""
+"""Shared test fixtures: the location of ../shared (skipped with a reason when absent) and real
+small tmpfs mounts (a full disk, a read-only file system; skipped where mounting is refused)."""
 
 from __future__ import annotations
 
