@@ -45,7 +45,7 @@ from ddhpose.bench.measure import (
 )
 from ddhpose.bench.plan import PAPER_243, BenchPlan, ModelSpec, SampleCase, bench_model
 from ddhpose.io import atomic_open, write_json
-from ddhpose.model import DDHPose
+from ddhpose.model.ddhpose import DDHPose
 from ddhpose.model.losses import pose_losses
 
 SCHEMA = "ddhpose-bench/1"

@@ -33,7 +33,8 @@ from torch import Tensor
 
 from ddhpose.errors import CheckpointError, ConfigError
 from ddhpose.io import atomic_path
-from ddhpose.model.ddhpose import DDHPose, ModelConfig
+from ddhpose.model.config import ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 
 FORMAT = "ddhpose-checkpoint"
 VERSION = 1

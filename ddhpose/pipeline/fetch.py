@@ -31,11 +31,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import write_json
 from ddhpose.pipeline.params import DataParams
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 H36M_3D = "data_3d_h36m.npz"
 MPI_TRAIN = "data_train_3dhp_ori.npz"
@@ -125,7 +129,7 @@ def clean_leftovers(out_dir: Path) -> list[Path]:
     return found
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     """DVC stage body (``stages/fetch_data.py``): fetch into ``<root>/data/raw`` and log it."""
     cfg = params.data
     if cfg.source == "local" and not Path(cfg.path).expanduser().is_absolute():

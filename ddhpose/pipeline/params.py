@@ -33,7 +33,7 @@ from typing import Any
 
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
-from ddhpose.model.denoiser import XC_LAYOUTS
+from ddhpose.model.config import XC_LAYOUTS
 from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
 from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, validate
 from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml

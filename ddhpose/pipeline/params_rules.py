@@ -10,8 +10,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.errors import ConfigError
-from ddhpose.evaluation.aggregate import AGGREGATIONS
-from ddhpose.model.ddhpose import DATASETS, ModelConfig
+from ddhpose.evaluation import AGGREGATIONS
+from ddhpose.model.config import DATASETS, ModelConfig
 from ddhpose.synthetic.config import SyntheticConfig
 from ddhpose.training.config import DEVICE_PATTERN
 

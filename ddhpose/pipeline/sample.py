@@ -4,7 +4,7 @@ aggregate every batch and write ``reports/predictions/{predictions.npz, meta.jso
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,8 +17,12 @@ from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.distributed import resolve_device
 from ddhpose.training.progress import progress_bar
 
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     probe_writable(paths.predictions)  # a read-only reports/ fails before the sampling
     cfg = params.sample

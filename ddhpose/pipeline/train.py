@@ -14,17 +14,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError
 from ddhpose.io import probe_writable
-from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint
+from ddhpose.model.config import ModelConfig
 from ddhpose.pipeline.aside import move_aside
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.loop import train
 from ddhpose.training.resume import resume_blockers
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 
 def model_config(params: Any) -> ModelConfig:
@@ -54,7 +58,7 @@ def set_stale_run_aside(models: Path, reasons: list[str]) -> Path:
     return dest
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
     last = paths.models / "last.pt"

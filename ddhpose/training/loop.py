@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from ddhpose.errors import CheckpointError
-from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
+from ddhpose.model.config import ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
 from ddhpose.training.batches import TrainBatches, eval_batches

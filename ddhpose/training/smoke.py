@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ddhpose.model import ModelConfig
+from ddhpose.model.config import ModelConfig
 from ddhpose.synthetic.smoke import LAYOUTS, synthetic_split
 from ddhpose.training.config import TrainConfig
 from ddhpose.training.loop import train

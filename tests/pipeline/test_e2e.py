@@ -68,12 +68,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     _run(["git", "init", "-q"], root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "copy"], root, env)
-    _run([str(BIN / "dvc"), "repro"], root, env)
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    (root / "first_repro.log").write_text(out)
     return root, env
 
 
 def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None:
     root, _ = project
+    log = (root / "first_repro.log").read_text()
+    assert "is empty" not in log, log  # every output directory gets content
+    assert sorted(p.name for p in (root / "reports" / "eval").iterdir()) == [
+        "h36m_p1.csv", "h36m_p2.csv"]
     for rel in ["data/raw/data_3d_h36m.npz", "data/processed/train.npz",
                 "data/processed/test.npz", "models/best.pt", "models/last.pt",
                 "models/train_log.csv", "reports/predictions/predictions.npz",
