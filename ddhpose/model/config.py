@@ -12,6 +12,22 @@ from ddhpose.errors import ConfigError
 
 XC_LAYOUTS = ("reference", "transpose")
 DATASETS = ("h36m", "3dhp")
+#: ``train.amp`` modes and ``sample.dtype`` names (resolved per device in :mod:`.precision`)
+AMP_MODES = ("off", "fp16", "bf16", "auto")
+SAMPLE_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def amp_mode(value: str | bool) -> str:
+    """A training ``amp`` value as one of :data:`AMP_MODES` (``True`` -> ``auto``, ``False`` ->
+    ``off``: the YAML booleans, kept since params keys are public); ValueError for anything
+    else."""
+    if value is True:
+        return "auto"
+    if value is False:
+        return "off"
+    if isinstance(value, str) and value in AMP_MODES:
+        return value
+    raise ValueError(f"must be one of {'|'.join(AMP_MODES)} (or true/false), got {value!r}")
 
 
 @dataclass

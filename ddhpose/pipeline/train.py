@@ -81,6 +81,8 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         tracker.log_metrics(metrics, step=epoch)
 
     result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn)
+    # the precision of training and of the validation that picked best.pt
+    tracker.log_params({"train.precision": result.precision})
     for name in ("best.pt", "last.pt", "train_log.csv"):
         if (paths.models / name).is_file():
             tracker.log_artifact(paths.models / name, "models")
@@ -88,5 +90,5 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
     if best is not None:
         tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
     print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
-          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}) -> "
-          f"{paths.models}")
+          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}, "
+          f"{result.precision}) -> {paths.models}")

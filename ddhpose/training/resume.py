@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from ddhpose.model import ModelConfig
-from ddhpose.training.config import TRAJECTORY_FIELDS
+from ddhpose.training.config import trajectory_changes
 
 # what a checkpoint's train_state must hold to continue a run exactly
 RESUME_STATE_KEYS = ("epoch", "lr", "shuffler", "rng", "history")
@@ -33,7 +33,7 @@ def resume_blockers(ckpt: dict[str, Any], model_cfg: ModelConfig,
     state = ckpt.get("train_state") or {}
     stored = state.get("train_config") or {}
     reasons += [f"train.{k}: {stored[k]!r} stored vs {train_cfg[k]!r} requested"
-                for k in TRAJECTORY_FIELDS if k in stored and stored[k] != train_cfg[k]]
+                for k in trajectory_changes(stored, train_cfg)]
     if not reasons:
         reasons += [f"train_state lacks '{k}' (not a resumable training checkpoint)"
                     for k in RESUME_STATE_KEYS if k not in state]

@@ -182,3 +182,33 @@ def test_failed_evaluate_loses_nothing(project: tuple[Path, dict[str, str]]) -> 
     assert sorted(p.name for p in (root / "reports/plots").iterdir()) == plots
     _set_param(root, "eval", "headline", headline)
     assert _status(root, env) == set()
+
+
+def test_auto_precision_reruns_train_and_sample_on_the_cpu(
+        project: tuple[Path, dict[str, str]]) -> None:
+    """``train.amp: auto`` + ``sample.dtype: auto``: bfloat16 autocast training and bfloat16
+    sampling where this CPU has bfloat16 units (float32 elsewhere), stated in train_log.csv,
+    meta.json and MLflow."""
+    from ddhpose.model.fused import onednn_bf16_cpu
+
+    root, env = project
+    _set_param(root, "train", "amp", "auto")
+    _set_param(root, "sample", "dtype", "auto")
+    assert _status(root, env) == {"train", "sample"}
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"train", "sample", "evaluate", "export_mat"}, out[-2000:]
+    bf16 = onednn_bf16_cpu()
+    log = (root / "models/train_log.csv").read_text().splitlines()
+    assert log[0].endswith(",precision")
+    assert log[-1].endswith(",bfloat16-autocast" if bf16 else ",float32"), log
+    meta = json.loads((root / "reports/predictions/meta.json").read_text())
+    assert meta["dtype"] == "auto"
+    assert meta["precision"] == ("bfloat16-weights" if bf16 else "float32")
+    import mlflow
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    params = [r.data.params for exp in client.search_experiments()
+              for r in client.search_runs([exp.experiment_id])]
+    assert any(p.get("train.precision") == log[-1].rsplit(",", 1)[1] for p in params)
+    assert any(p.get("sample.precision") == meta["precision"] for p in params)
