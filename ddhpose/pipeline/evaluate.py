@@ -20,7 +20,7 @@ from ddhpose.evaluation.report import (
     mpi3dhp_tables,
     per_step_dict,
 )
-from ddhpose.io import atomic_open, read_json, write_json
+from ddhpose.io import atomic_open, probe_writable, read_json, write_json
 from ddhpose.pipeline.model_registration import register_evaluated_model
 from ddhpose.pipeline.paths import ProjectPaths
 
@@ -36,6 +36,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.eval_dir)  # a read-only reports/ fails before the work
     test = load_split(paths.split("test"))
     train = load_split(paths.split("train")) if paths.split("train").is_file() else None
     pred = load_predictions(paths.predictions / "predictions.npz", test)

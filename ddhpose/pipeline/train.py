@@ -3,32 +3,36 @@
 Runs as one process or under ``torchrun --nproc_per_node=N stages/train.py`` (DDP; only rank 0
 writes and logs). ``models/last.pt`` persists between runs (dvc.yaml ``persist: true``): a killed
 run resumes from it. When params.yaml changed the model or the optimisation trajectory since that
-run, the stale run files are removed and training starts over (DVC keeps the old outputs in its
-cache); only ``train.epochs`` (and bookkeeping keys) may change and continue the same run.
+run (or it cannot resume for another reason, see :mod:`ddhpose.training.resume`), the stale run's
+files are moved to ``models/stale/<UTC timestamp>/`` (never deleted: DVC never cached an
+interrupted run) and training starts over; only ``train.epochs`` (and bookkeeping keys) may change
+and continue the same run. ``models/`` must be writable: checked before any data is loaded.
 
 ``model.init`` (resolved by the init_model stage into ``models/init/``): with ``train.epochs: 0``
 the checkpoint is adopted as ``models/best.pt`` (and ``last.pt``) without training; with
-``train.epochs > 0`` training starts from its weights (fine-tuning, fresh optimizer). Either way
-the architecture comes from the checkpoint and must agree with ``model.*``.
+``train.epochs > 0`` training starts from its weights (fine-tuning, fresh optimizer), and a run
+started from another init is stale. Either way the architecture comes from the checkpoint and
+must agree with ``model.*``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError, ConfigError, DataError
-from ddhpose.io import read_json
+from ddhpose.io import probe_writable, read_json
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.model.config import ModelConfig
+from ddhpose.pipeline.aside import move_aside
 from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.training.config import trajectory_changes
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
+from ddhpose.training.resume import resume_blockers
 
 if TYPE_CHECKING:
     from ddhpose.pipeline.params import Params
@@ -40,40 +44,32 @@ def model_config(params: Any) -> ModelConfig:
     return ModelConfig.from_params(params.data.dataset, params.model).validate()
 
 
-def stale_run_reason(
-    last: Path, model_cfg: ModelConfig, train_params: Any, init_sha256: str = ""
-) -> str | None:
-    """Why ``last.pt`` belongs to a different run (None when training may resume from it).
+STALE_DIR = "stale"
+RUN_FILES = ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv")
 
-    A corrupt file is not "stale": :class:`CheckpointError` propagates so nothing is deleted.
+
+def stale_run_reasons(last: Path, model_cfg: ModelConfig, train_params: Any,
+                      init_sha256: str = "") -> list[str]:
+    """Why ``last.pt`` cannot resume the run params.yaml asks for (empty: it resumes).
+
+    A corrupt file is not "stale": :class:`CheckpointError` propagates and nothing is moved.
     """
     ckpt = load_checkpoint(last, map_location="cpu")
     state = ckpt.get("train_state") or {}
     if state.get("adopted"):
-        return "it is an adopted model.init (train.epochs was 0), not a training run"
+        return ["it is an adopted model.init (train.epochs was 0), not a training run"]
     if str(state.get("init_sha256") or "") != init_sha256:
-        return "model.init"
-    have = dict(ckpt.get("model_config") or {})
-    want = dataclasses.asdict(model_cfg)
-    changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
-    stored = (ckpt.get("train_state") or {}).get("train_config") or {}
-    now = train_params.as_dict()
-    changed += [f"train.{k}" for k in trajectory_changes(stored, now)]
-    return ", ".join(changed) or None
+        return ["model.init: the run started from other weights"]
+    return resume_blockers(ckpt, model_cfg, train_params.as_dict())
 
 
-def _remove_stale(models: Path, reason: str) -> None:
-    """Move the files of a stale run to ``models/set_aside/<UTC time>/`` (never deleted)."""
-    stale = [p for pattern in ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv")
-             for p in sorted(models.glob(pattern))]
-    if not stale:
-        return
-    aside = models / "set_aside" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside.mkdir(parents=True, exist_ok=True)
-    for path in stale:
-        os.replace(path, aside / path.name)
-    print(f"train: {reason}; starting a new run (moved {', '.join(p.name for p in stale)} "
-          f"to {aside})")
+def set_stale_run_aside(models: Path, reasons: list[str]) -> Path:
+    """Move the stale run's files to ``models/stale/<UTC timestamp>/``; print where."""
+    files = sorted({p for pattern in RUN_FILES for p in models.glob(pattern)})
+    dest = move_aside(files, models / STALE_DIR)
+    print(f"train: {models / 'last.pt'} cannot resume this run ({'; '.join(reasons)}); moved "
+          f"{', '.join(p.name for p in files)} to {dest}; starting a new run", file=sys.stderr)
+    return dest
 
 
 ARCHITECTURE_KEYS = ("width", "depth", "heads", "mlp_ratio", "frames", "timesteps", "scale",
@@ -98,7 +94,7 @@ def init_config(init_cfg: ModelConfig, wanted: ModelConfig, source: Path) -> Mod
     return dataclasses.replace(init_cfg, drop_path=wanted.drop_path)
 
 
-def _init_record(params: Any, paths: ProjectPaths) -> dict[str, Any]:
+def _init_record(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     record = read_json(paths.init_source, default={"init": ""})
     asked = params.model.init.strip()
     if str(record.get("init", "")) != asked:
@@ -128,28 +124,34 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         init_model = load_model(paths.init_checkpoint, dataset=params.data.dataset)
         cfg = init_config(init_model.config, cfg, paths.init_checkpoint)
         tracker.set_tags({f"ddhpose.init.{k}": v for k, v in record.items() if v is not None})
-    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
-                       | {f"model.{k}": v for k, v in vars(params.model).items()})
     if params.train.epochs == 0:
         assert init_model is not None  # params validation: epochs 0 needs model.init
-        _remove_stale(paths.models, "train.epochs is 0: adopting model.init")
+        probe_writable(paths.models)
+        tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
+                           | {f"model.{k}": v for k, v in vars(params.model).items()})
+        files = sorted({p for pattern in RUN_FILES for p in paths.models.glob(pattern)})
+        if files:
+            set_stale_run_aside(paths.models, ["train.epochs is 0: adopting model.init"])
         _adopt(init_model, record, paths)
         tracker.log_artifact(paths.best, "models")
         print(f"train: train.epochs is 0: adopted {record['init']} as {paths.best} (no training)")
         return
-    last = paths.models / "last.pt"
     init_sha = str(record.get("sha256", ""))
-    if last.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
-        try:
-            reason = stale_run_reason(last, cfg, params.train, init_sha)
-        except CheckpointError as exc:
-            raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]} — delete it to "
-                                  "start training over") from exc
-        if reason:
-            _remove_stale(paths.models, f"params changed since the run in {paths.models} "
-                                        f"({reason})")
+    last = paths.models / "last.pt"
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
+        probe_writable(paths.models)  # read-only / no permission: fail before an epoch runs
+        if last.is_file():
+            try:
+                reasons = stale_run_reasons(last, cfg, params.train, init_sha)
+            except CheckpointError as exc:
+                raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]}; move it away "
+                                      "to start training over") from exc
+            if reasons:
+                set_stale_run_aside(paths.models, reasons)
     train_split = load_split(paths.split("train"))
     val_split = load_split(paths.split("test")) if params.train.validate else None
+    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
+                       | {f"model.{k}": v for k, v in vars(params.model).items()})
 
     def log_fn(metrics: dict[str, float], epoch: int) -> None:
         tracker.log_metrics(metrics, step=epoch)

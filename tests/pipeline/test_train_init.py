@@ -70,9 +70,9 @@ def test_epochs_0_adopts_then_fine_tuning_starts_from_the_init(root, capsys):
 
     # fine-tune with a negligible learning rate: the weights stay at the init's
     _stage(_params(1, "init.pt", lr=1e-12), root)
-    out = capsys.readouterr().out
-    assert "adopted model.init" in out and "set_aside" in out  # the adopted files moved aside
-    aside = next((root / "models/set_aside").iterdir())
+    err = capsys.readouterr().err
+    assert "adopted model.init" in err and "models/stale" in err  # the adopted files moved aside
+    aside = next((root / "models/stale").iterdir())
     assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "last.pt", "train_log.csv"]
     tuned = load_model(root / "models/best.pt")
     assert 0 < _max_diff(tuned, init) < 1e-6
@@ -86,9 +86,9 @@ def test_a_changed_init_starts_a_new_run(root, capsys):
     torch.manual_seed(8)
     save_checkpoint(root / "init.pt", DDHPose(tiny_model_config()))  # same path, new weights
     _stage(_params(1, "init.pt", lr=1e-12), root)
-    assert "(model.init)" in capsys.readouterr().out
+    assert "model.init: the run started from other weights" in capsys.readouterr().err
     assert _max_diff(load_model(root / "models/best.pt"), load_model(root / "init.pt")) < 1e-6
-    assert len(list((root / "models/set_aside").iterdir())) == 1
+    assert len(list((root / "models/stale").iterdir())) == 1
 
 
 def test_model_keys_must_agree_with_the_checkpoint(root):
