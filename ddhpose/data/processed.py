@@ -17,7 +17,7 @@ Per sequence (S,): ``seq_start``, ``seq_length``, ``seq_camera`` int64; ``seq_na
 ``intrinsic`` float32 (S, 9) normalised ``[fx, fy, cx, cy, k1, k2, k3, p1, p2]``; ``intrinsic_px``
 float32 (S, 9) the same in pixels; ``res`` int64 (S, 2) image ``(width, height)`` px. Scalars:
 ``dataset`` (``h36m`` | ``3dhp``) and ``layout`` (``h36m17`` | ``3dhp17``). The file holds no
-pickles (it loads with ``allow_pickle=False``).
+pickles (:func:`ddhpose.io.read_npz` refuses one in a processed split).
 
 Builders: ``h36m_to_processed`` (VideoPose3D dicts) and ``mpi3dhp_to_processed`` (D3DP dicts;
 see docs/model.md "Data files and cameras"), defined in :mod:`ddhpose.data.processed_build` and
