@@ -2,8 +2,8 @@
 
 import sys
 
-from ddhpose.pipeline.init_model import run
+from ddhpose.pipeline.init_model import run, stage_params
 from ddhpose.pipeline.runner import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("init_model", run, track=False))
+    sys.exit(run_stage("init_model", run, track=False, load=stage_params))

@@ -70,6 +70,35 @@ def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str,
     return path, {"kind": "file", "path": str(path.resolve())}
 
 
+OWN_KEYS = ("model.init", "data.dataset")
+
+
+def stage_params(path: Path) -> Any:
+    """params.yaml for this stage: the validated :class:`Params`, or, when a key this stage does
+    not read is invalid, just ``model.init`` and ``data.dataset`` (checked here). The stage runs
+    on every ``dvc repro``: another key's error belongs to the stage that reads it."""
+    from types import SimpleNamespace
+
+    from ddhpose.pipeline.params import DATASETS, load_params
+    from ddhpose.pipeline.yamlfile import read_yaml
+
+    try:
+        return load_params(path)
+    except ConfigError as exc:
+        if exc.key in OWN_KEYS:
+            raise
+    raw = read_yaml(path)
+    init = (raw.get("model") or {}).get("init", "")
+    dataset = (raw.get("data") or {}).get("dataset")
+    if not isinstance(init, str) or (":/" in init and not is_model_uri(init)):
+        raise ConfigError("model.init", f"must be '', a checkpoint path or a models:/ or runs:/ "
+                                        f"URI, got {init!r} (in {path})")
+    if dataset not in DATASETS:
+        raise ConfigError("data.dataset", f"must be one of {'|'.join(DATASETS)}, got {dataset!r} "
+                                          f"(in {path})")
+    return SimpleNamespace(model=SimpleNamespace(init=init), data=SimpleNamespace(dataset=dataset))
+
+
 def run(params: Any, root: Path, tracker: Any = None) -> None:
     """Write ``models/init/{init.pt,source.json}`` for ``params.model.init``."""
     paths = ProjectPaths(root)

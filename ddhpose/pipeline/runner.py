@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.errors import DDHPoseError, os_error_line
 
@@ -31,17 +31,19 @@ def project_root() -> Path:
 
 
 def run_stage(
-    stage: str, fn: StageFn, params_path: str | Path | None = None, *, track: bool = True
+    stage: str, fn: StageFn, params_path: str | Path | None = None, *, track: bool = True,
+    load: Callable[[Path], Any] | None = None,
 ) -> int:
     """Run ``fn(params, root, tracker)`` in the stage's MLflow child run; return the exit code.
 
-    ``track=False`` runs ``fn(params, root, None)`` without opening any MLflow run.
+    ``track=False`` runs ``fn(params, root, None)`` without opening any MLflow run; ``load``
+    replaces :func:`ddhpose.pipeline.params.load_params` (a stage that checks only its keys).
     """
     from ddhpose.pipeline.params import load_params
 
     root = project_root()
     try:
-        params = load_params(Path(params_path) if params_path else root / "params.yaml")
+        params = (load or load_params)(Path(params_path) if params_path else root / "params.yaml")
         if not track:
             fn(params, root, None)
             return 0

@@ -102,3 +102,19 @@ def test_model_keys_must_agree_with_the_checkpoint(root):
 def test_missing_init_file_names_the_key(root):
     with pytest.raises(ConfigError, match=r"'model.init': .*nope\.pt: no such checkpoint file"):
         init_model.run(_params(0, "nope.pt"), root)
+
+
+def test_init_model_checks_only_its_own_keys(tmp_path):
+    """init_model runs on every repro: a bad key it does not read is left to its stage."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["eval"]["headline"] = "bogus"
+    raw["model"]["init"] = "ckpt.pt"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = init_model.stage_params(tmp_path / "params.yaml")
+    assert params.model.init == "ckpt.pt" and params.data.dataset == raw["data"]["dataset"]
+    raw["model"]["init"] = "s3://bucket/ckpt.pt"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"params key 'model\.init'"):
+        init_model.stage_params(tmp_path / "params.yaml")
