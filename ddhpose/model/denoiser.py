@@ -295,6 +295,25 @@ class HSTDenoiser(nn.Module):
         xc = torch.einsum("jk,bkfc->bjfc", w, xs).contiguous()  # (B', J, F, C)
         return xc.reshape(clips * joints, f, c)
 
+    def blocks_in_call_order(self) -> list[Block]:
+        """The blocks in the order :meth:`forward` runs them (spatial, temporal, alternating)."""
+        order: list[Block] = [self.STEblocks_0[0], self.TTEblocks_0[0]]
+        for s_blk, t_blk in zip(self.STEblocks, self.TTEblocks, strict=True):
+            order += [s_blk, t_blk]
+        return order
+
+    def drop_path_plan(self) -> list[tuple[int, float]]:
+        """The drop-path masks one training forward draws, in call order: (rows per clip, keep
+        probability) per call; rows per clip = F in spatial blocks (tokens (B'·F, J, C)) and J in
+        temporal blocks ((B'·J, F, C)). Each block with a non-zero rate draws twice (attention,
+        then MLP branch); blocks with rate 0 draw nothing."""
+        plan: list[tuple[int, float]] = []
+        for blk in self.blocks_in_call_order():
+            if blk.drop_path.drop_prob > 0.0:
+                rows = self.num_frames if blk.spatial else self.skeleton.num_joints
+                plan += [(rows, 1.0 - blk.drop_path.drop_prob)] * 2
+        return plan
+
     # --- forward --------------------------------------------------------------------------------
 
     def embed(self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor) -> Tensor:

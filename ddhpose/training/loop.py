@@ -102,7 +102,8 @@ class _Trainer:
         seed_everything(cfg.seed)
         self.model = DDHPose(model_cfg, amp=self.amp).to(info.device)
         self.skel = self.model.skeleton
-        self.drop_path = GlobalDropPath()
+        self.drop_path = GlobalDropPath(self.model.dir_bone_estimator.drop_path_plan(),
+                                        device=info.device)
         set_drop_path_mask_fn(self.model, self.drop_path)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
