@@ -128,6 +128,11 @@ class Attention(nn.Module):
     the parameter order equals the reference's.
     """
 
+    #: Split q, k, v with ``unbind`` (one gradient buffer in backward) rather than three
+    #: ``qkv[i]`` selects (each backward fills a full-size zero tensor); ``False`` only for the
+    #: ablation's original-style step. Same values either way.
+    unbind_qkv: bool = True
+
     def __init__(
         self, dim: int, num_heads: int = 8, qkv_bias: bool = True, fused: bool = True,
         with_xc: bool = False,
@@ -149,7 +154,10 @@ class Attention(nn.Module):
         n, t, _ = x.shape
         qkv = linear(x, self.qkv) if use_fused(x) else self.qkv(x)
         qkv = qkv.reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]
+        if self.unbind_qkv:
+            q, k, v = qkv.unbind(0)  # backward: one stack of the three gradients
+            return q, k, v
+        return qkv[0], qkv[1], qkv[2]  # backward: three zero-filled full-size gradients
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, edit: bool = False, project: bool = True

@@ -55,6 +55,7 @@ from ddhpose.training.distributed import (
     wrap_ddp,
 )
 from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_clip_noise
+from ddhpose.training.optimizer import adamw_impl, make_adamw
 from ddhpose.training.progress import progress_bar, write_train_log
 from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
 from ddhpose.training.validate import validation_mpjpe
@@ -105,10 +106,8 @@ class _Trainer:
         self.drop_path = GlobalDropPath(self.model.dir_bone_estimator.drop_path_plan(),
                                         device=info.device)
         set_drop_path_mask_fn(self.model, self.drop_path)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-            weight_decay=cfg.weight_decay,
-        )
+        self.optimizer = make_adamw(self.model.parameters(), lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay, device=info.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.data = TrainBatches(
             train_split, self.skel, frames=model_cfg.frames, batch_clips=cfg.batch_clips,
@@ -266,7 +265,7 @@ class _Trainer:
             "epoch": self.epoch, "lr": self.lr, "shuffler": self.data.shuffler_state(),
             "rng": rng, "best_mpjpe_mm": self.best, "best_epoch": self.best_epoch,
             "history": self.history, "train_config": self.cfg.as_dict(),
-            "world_size": self.info.world_size,
+            "world_size": self.info.world_size, "optimizer_impl": adamw_impl(self.optimizer),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
         meta = {"kind": "ddhpose-train", "epoch": self.epoch}
