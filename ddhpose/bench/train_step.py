@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.bench.plan import bench_model
+from ddhpose.model import DDHPose
 from ddhpose.model.denoiser import HierarchicalAttention
 from ddhpose.model.layers import Attention, set_drop_path_mask_fn
 from ddhpose.model.losses import backward_loss, pose_losses
@@ -64,8 +65,7 @@ class TrainStep:
         self.case = case
         self.device = torch.device(device)
         torch.manual_seed(seed)
-        cfg = ModelConfig(width=case.width, depth=case.depth, frames=case.frames,
-                          drop_path=case.drop_path)
+        cfg = bench_model(case.width, case.depth, case.frames, drop_path=case.drop_path)
         self.model = DDHPose(cfg).to(self.device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.1)
         g = torch.Generator().manual_seed(seed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from demo_config import demo_model
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.training.draws import GlobalDropPath
 
@@ -29,7 +30,7 @@ def _forward_masks(model: DDHPose, provider: GlobalDropPath, x2d, x3d, noise):
 
 def test_predrawn_masks_equal_per_call_draws():
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=16, depth=3, frames=9, heads=2, drop_path=0.4)).train()
+    model = DDHPose(demo_model(width=16, depth=3, frames=9, heads=2, drop_path=0.4)).train()
     plan = model.dir_bone_estimator.drop_path_plan()
     # depth 3: 2 hierarchical layers x (spatial, temporal) x (attention, MLP); rate 0 block drawn
     # nothing; spatial rows per clip = F, temporal = J
@@ -63,7 +64,7 @@ def test_predrawn_masks_equal_per_call_draws():
 
 
 def test_predrawn_masks_refuse_a_second_forward_without_set_batch():
-    model = DDHPose(ModelConfig(width=16, depth=2, frames=9, heads=2, drop_path=0.4)).train()
+    model = DDHPose(demo_model(width=16, depth=2, frames=9, heads=2, drop_path=0.4)).train()
     provider = GlobalDropPath(model.dir_bone_estimator.drop_path_plan())
     provider.start_epoch(seed=0, epoch=0)
     provider.set_batch(global_clips=1, offset=0, local_clips=1)
