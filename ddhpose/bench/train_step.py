@@ -14,7 +14,9 @@ Variants, cumulative (each switches one change on over the previous one):
    slices of one buffer;
 3. ``hrst_op``: the HRST edit as one precomposed gather + matmul + scatter per block;
 4. ``sdpa``: ``scaled_dot_product_attention`` (fused forward and backward kernels) wherever the
-   scores are not edited;
+   scores are not edited and the token axis is long enough for it to pay
+   (:attr:`ddhpose.model.layers.Attention.sdpa_min_tokens_grad`: the 243-frame temporal blocks,
+   not the 17-joint spatial blocks or 27-frame clips);
 5. ``unbind_qkv``: q, k, v split with ``unbind`` (one stacked gradient);
 6. ``adamw``: AdamW ``fused=True`` on the CPU/CUDA where torch has it (else ``foreach=True``);
    the default of :func:`ddhpose.training.loop.train`;
