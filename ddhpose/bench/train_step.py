@@ -20,7 +20,10 @@ Variants, cumulative (each switches one change on over the previous one):
 5. ``unbind_qkv``: q, k, v split with ``unbind`` (one stacked gradient);
 6. ``adamw``: AdamW ``fused=True`` on the CPU/CUDA where torch has it (else ``foreach=True``);
    the default of :func:`ddhpose.training.loop.train`;
-7. ``bf16_autocast``: the same step under ``torch.autocast(device, bfloat16)``.
+7. ``keep_memory``: freed memory kept in glibc's heap for the next step
+   (:func:`ddhpose.training.memory.keep_freed_memory`, which :func:`ddhpose.training.loop.train`
+   switches on) instead of a fresh ``mmap`` (page faults, zero-filling) per large tensor;
+8. ``bf16_autocast``: the same step under ``torch.autocast(device, bfloat16)``.
 
 Float32 variants compute the same values up to float32 round-off (``tests/bench``).
 """
@@ -40,12 +43,13 @@ from ddhpose.model.denoiser import HierarchicalAttention
 from ddhpose.model.layers import Attention, set_drop_path_mask_fn
 from ddhpose.model.losses import backward_loss, pose_losses
 from ddhpose.training.draws import GlobalDropPath
+from ddhpose.training.memory import keep_freed_memory
 from ddhpose.training.optimizer import adamw_options
 
 TRAIN_VARIANTS = ("original", "predrawn_masks", "hrst_op", "sdpa", "unbind_qkv", "adamw",
-                  "bf16_autocast")
+                  "keep_memory", "bf16_autocast")
 #: the variant that equals the default training path (float32)
-DEFAULT_VARIANT = "adamw"
+DEFAULT_VARIANT = "keep_memory"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class TrainStep:
             for g in self.optimizer.param_groups:
                 g["fused"], g["foreach"] = opts.get("fused"), opts.get("foreach")
             self.autocast = torch.bfloat16 if on["bf16_autocast"] else None
+            keep_freed_memory(on["keep_memory"])
             yield
         finally:
             for m, v in saved[0]:
@@ -113,6 +118,7 @@ class TrainStep:
             for g, old in zip(self.optimizer.param_groups, saved[4], strict=True):
                 g["fused"], g["foreach"] = old["fused"], old["foreach"]
             self.autocast = saved[5]
+            keep_freed_memory(False)
 
     def forward_backward(self) -> dict[str, Any]:
         """Masks, forward, losses, loss-scaled backward (no optimizer step); returns the

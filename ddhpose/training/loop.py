@@ -54,6 +54,7 @@ from ddhpose.training.distributed import (
     wrap_ddp,
 )
 from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_clip_noise
+from ddhpose.training.memory import keep_freed_memory
 from ddhpose.training.optimizer import adamw_impl, make_adamw
 from ddhpose.training.progress import progress_bar, write_train_log
 from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
@@ -355,8 +356,13 @@ def train(
         cfg = dataclasses.replace(cfg, validate=False)
         _note("no validation split given: validation disabled (best.pt = last epoch)")
     info = init_distributed(cfg.device)
-    with _deterministic(info.device):
-        trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn)
-        result = trainer.run(resume)
+    keep_freed_memory(True)  # large activations reuse freed heap memory (no mmap churn)
+    try:
+        with _deterministic(info.device):
+            trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info,
+                               log_fn)
+            result = trainer.run(resume)
+    finally:
+        keep_freed_memory(False)
     shutdown_distributed(info)
     return result

@@ -13,6 +13,7 @@ from torch import nn
 from ddhpose.bench.measure import render_markdown
 from ddhpose.bench.plan import BenchPlan, ModelSpec, SampleCase, full_plan, quick_plan
 from ddhpose.bench.suite import SCHEMA, count_flops, denoiser_flops, run_benchmark, write_reports
+from ddhpose.bench.train_step import DEFAULT_VARIANT
 from ddhpose.commands.bench import _flat_metrics
 
 TINY = ModelSpec("tiny", 16, 2, 9)
@@ -66,7 +67,7 @@ def test_schema(result):
     assert result["data_loader"]["frames_per_s"] > 0
     assert result["data_loader"]["vs_training"] > 0
     train = {(t["variant"], t["dtype"]): t for t in result["training"]}
-    assert set(train) == {("original", "float32"), ("adamw", "float32"),
+    assert set(train) == {("original", "float32"), (DEFAULT_VARIANT, "float32"),
                           ("bf16_autocast", "bfloat16")}
     for t in train.values():
         assert len(t["times"]) == 1 and t["spread"] >= 0 and t["vs_original_median"] > 0

@@ -73,3 +73,18 @@ def test_predrawn_masks_refuse_a_second_forward_without_set_batch():
     model(x2d, x3d)
     with pytest.raises(RuntimeError, match="set_batch"):
         model(x2d, x3d)
+
+
+def test_keep_freed_memory_switches_and_restores():
+    import platform
+
+    from ddhpose.training.memory import keep_freed_memory
+
+    applied = keep_freed_memory(True)
+    try:
+        assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+        big = torch.empty(64 * 2**20, dtype=torch.uint8)  # above glibc's mmap threshold
+        big.fill_(1)
+        del big
+    finally:
+        assert keep_freed_memory(False) == applied
