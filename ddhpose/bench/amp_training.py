@@ -69,42 +69,67 @@ def recorded_step_losses(into: list[float]) -> Iterator[None]:
         loop.pose_losses = original  # type: ignore[assignment]
 
 
-def run_amp_training(params_path: Path, data_dir: Path, epochs: int | None = None,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the params' model twice (float32, bfloat16 autocast); returns the JSON-able
-    comparison."""
+def _setup(params_path: Path, data_dir: Path, epochs: int | None) -> tuple[Any, ...]:
     import dataclasses
 
     from ddhpose.data.processed import load_split
     from ddhpose.pipeline.params import load_params
     from ddhpose.pipeline.train import model_config
-    from ddhpose.training.loop import train
 
     params = load_params(params_path)
     model_cfg = model_config(params)
     cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0,
                               epochs=epochs if epochs is not None else params.train.epochs)
-    train_split = load_split(data_dir / "train.npz")
-    val_split = load_split(data_dir / "test.npz")
-    runs: dict[str, Any] = {}
-    for mode in MODES:
-        steps: list[float] = []
-        ctx = cpu_bf16_training_forward() if mode == "bfloat16" else contextlib.nullcontext()
-        with tempfile.TemporaryDirectory() as tmp, ctx, recorded_step_losses(steps):
-            t0 = time.perf_counter()
-            result = train(model_cfg, cfg, train_split, val_split, Path(tmp), resume=False)
-            seconds = time.perf_counter() - t0
-        runs[mode] = {"history": result.history, "step_losses": steps, "seconds": seconds,
-                      "val_mpjpe_mm": [r["val_mpjpe_mm"] for r in result.history]}
-        log(f"{mode}: validation MPJPE per epoch "
-            + ", ".join(f"{v:.2f}" for v in runs[mode]["val_mpjpe_mm"]) + f" mm, {seconds:.0f} s")
+    return model_cfg, cfg, load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
+
+
+def train_one(mode: str, params_path: Path, data_dir: Path, epochs: int | None = None
+              ) -> dict[str, Any]:
+    """One demo training in ``mode`` (``float32`` or ``bfloat16``): history, per-step losses,
+    seconds."""
+    from ddhpose.training.loop import train
+
+    model_cfg, cfg, train_split, val_split = _setup(params_path, data_dir, epochs)
+    steps: list[float] = []
+    ctx = cpu_bf16_training_forward() if mode == "bfloat16" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as tmp, ctx, recorded_step_losses(steps):
+        t0 = time.perf_counter()
+        result = train(model_cfg, cfg, train_split, val_split, Path(tmp), resume=False)
+        seconds = time.perf_counter() - t0
+    return {"history": result.history, "step_losses": steps, "seconds": seconds,
+            "val_mpjpe_mm": [r["val_mpjpe_mm"] for r in result.history]}
+
+
+def combine(runs: dict[str, Any], params_path: Path, epochs: int | None = None
+            ) -> dict[str, Any]:
+    """The JSON-able comparison of the two runs of :func:`train_one`."""
+    import dataclasses
+
+    from ddhpose.pipeline.params import load_params
+    from ddhpose.pipeline.train import model_config
+
+    params = load_params(params_path)
+    cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0,
+                              epochs=epochs if epochs is not None else params.train.epochs)
     f32, bf16 = (runs[m]["val_mpjpe_mm"][-1] for m in MODES)
     return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "model": dataclasses.asdict(model_cfg),
-            "train": {k: v for k, v in cfg.as_dict().items()}, "runs": runs,
-            "final_val_mpjpe_mm": {"float32": f32, "bfloat16": bf16},
+            "model": dataclasses.asdict(model_config(params)), "train": cfg.as_dict(),
+            "runs": runs, "final_val_mpjpe_mm": {"float32": f32, "bfloat16": bf16},
             "final_change_percent": 100.0 * (bf16 - f32) / f32}
+
+
+def run_amp_training(params_path: Path, data_dir: Path, epochs: int | None = None,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the params' model twice (float32, bfloat16 autocast); returns the JSON-able
+    comparison."""
+    runs: dict[str, Any] = {}
+    for mode in MODES:
+        runs[mode] = train_one(mode, params_path, data_dir, epochs)
+        log(f"{mode}: validation MPJPE per epoch "
+            + ", ".join(f"{v:.2f}" for v in runs[mode]["val_mpjpe_mm"])
+            + f" mm, {runs[mode]['seconds']:.0f} s")
+    return combine(runs, params_path, epochs)
 
 
 def plot_losses(result: dict[str, Any], path: Path) -> Path:
