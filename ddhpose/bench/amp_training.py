@@ -111,6 +111,9 @@ def combine(runs: dict[str, Any], params_path: Path, epochs: int | None = None
     params = load_params(params_path)
     cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0,
                               epochs=epochs if epochs is not None else params.train.epochs)
+    for run in runs.values():
+        run["first_nonfinite_step"] = next(
+            (i + 1 for i, v in enumerate(run["step_losses"]) if not np.isfinite(v)), None)
     f32, bf16 = (runs[m]["val_mpjpe_mm"][-1] for m in MODES)
     return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -178,6 +181,12 @@ def render(result: dict[str, Any]) -> str:
                      f"{a['seconds']:.0f} | {b['seconds']:.0f} |")
     lines += ["", f"Change after the last epoch: **{result['final_change_percent']:+.2f} %** "
               "(bfloat16 vs float32). Loss curves: `amp_training.png`.", ""]
+    for mode in MODES:
+        step = runs[mode].get("first_nonfinite_step")
+        if step:
+            lines += [f"**The {mode} run diverged**: the training loss is not finite from step "
+                      f"{step} of {len(runs[mode]['step_losses'])} on, and the weights are "
+                      "(the float32 validation after it gives nan).", ""]
     return "\n".join(lines)
 
 
