@@ -107,3 +107,27 @@ def test_offline_records_sync_into_the_server_once(team, tmp_path):
     second = run(cmd, root, env)
     assert "synced 0 runs" in second and "1 already synced" in second, second
     assert len(_pipeline_runs(client)[1]) == n_before + 1
+
+
+def test_folder_remote_push_then_pull_into_a_fresh_clone(team, tmp_path):
+    _, root, env = team
+    dvc = str(BIN / "dvc")
+    remote = tmp_path / "remote"
+    run([dvc, "remote", "add", "-d", "storage", str(remote)], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "pipeline run"], root, env)
+    run([dvc, "push"], root, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    assert not (clone / "models" / "best.pt").exists()
+    run([dvc, "pull"], clone, env)
+    for rel in ["data/raw/data_3d_h36m.npz", "data/processed/train.npz", "models/best.pt",
+                "models/last.pt", "models/train_log.csv", "reports/predictions/predictions.npz",
+                "reports/metrics.json", "reports/per_action.csv", "reports/per_step.csv",
+                "reports/plots/error_per_step.png", "reports/export/inference_data_J_Agg.mat"]:
+        assert (clone / rel).is_file(), rel
+        assert (clone / rel).read_bytes() == (root / rel).read_bytes(), rel
+    out = run([dvc, "status"], clone, env)
+    assert "up to date" in out, out
+    out = run([dvc, "repro"], clone, env)
+    assert "Running stage" not in out, out[-2000:]
