@@ -26,10 +26,20 @@ STATE_FILE = Path(".ddhpose") / "mlflow_run.json"
 OFFLINE_DIR = Path("reports") / "tracking_offline"
 
 
+def tracking_home(project_root: Path) -> Path:
+    """Where the default SQLite store and the offline records live: ``DVC_ROOT`` when it names a
+    folder (DVC sets it for every stage; in a queued ``dvc exp run`` it is the repository the
+    experiment was queued from, not the temporary copy it runs in), else ``project_root``."""
+    dvc_root = os.environ.get("DVC_ROOT", "").strip()
+    if dvc_root and Path(dvc_root).is_dir():
+        return Path(dvc_root).resolve()
+    return Path(project_root).resolve()
+
+
 def tracking_uri(project_root: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<absolute project root>/mlflow.db``."""
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<tracking home>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env or f"sqlite:///{Path(project_root).resolve() / 'mlflow.db'}"
+    return env or f"sqlite:///{tracking_home(project_root) / 'mlflow.db'}"
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:

@@ -61,6 +61,7 @@ from ddhpose.pipeline.run_state import (
     process_is_gone,
     process_tags,
     read_state,
+    tracking_home,
     tracking_uri,
 )
 from ddhpose.pipeline.sqlite_store import store_lock, store_problem
@@ -305,7 +306,7 @@ def stage_run(stage: str, params: Params, project_root: Path) -> Iterator[Tracke
     if stage not in STAGE_RANKS:
         raise ValueError(f"tracking: unknown stage {stage!r} (known: {', '.join(STAGE_RANKS)})")
     root = Path(project_root).resolve()
-    offline_path = root / OFFLINE_DIR / f"{stage}.jsonl"
+    offline_path = tracking_home(root) / OFFLINE_DIR / f"{stage}.jsonl"
     if distributed_rank() != 0:
         tracker = Tracker(stage, "noop")
     elif not params.tracking.enabled:
