@@ -30,6 +30,18 @@ switches to the same offline log (with the same single warning). ``tracking.enab
 logs offline without a warning. ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in ``os.environ`` unless the user set them.
 
+A SQLite store that cannot be written (see :mod:`ddhpose.pipeline.sqlite_store`) counts as
+unavailable at once, before MLflow would retry for minutes; with a SQLite store every group of
+MLflow calls holds the store's writer lock, so concurrent pipelines do not collide. The offline
+records and the default SQLite store live in ``DVC_ROOT`` when DVC sets it (a queued experiment
+logs to the repository it was queued from; :func:`ddhpose.pipeline.run_state.tracking_home`).
+Replay offline records with ``ddhpose tracking sync`` (:mod:`ddhpose.pipeline.tracking_sync`).
+
+Killed stages: each child run carries its process's host, pid and start time; when a stage
+starts it marks KILLED every RUNNING stage run of its experiment whose process on this host is
+gone (SIGKILL, power loss), and that run's parent if still RUNNING. Parent runs carry
+``dvc.exp_name`` inside ``dvc exp run``.
+
 Distributed training: only rank 0 (``torch.distributed`` rank, else ``RANK``) logs; other ranks
 get a no-op tracker and never touch the state file.
 """
