@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # Lazy: `import ddhpose` stays light; torch and the model load on first use of load_model.
     if name == "load_model":
-        from ddhpose.checkpoint import load_model
+        from ddhpose.model.checkpoint import load_model
 
         return load_model
     raise AttributeError(f"module 'ddhpose' has no attribute {name!r}")

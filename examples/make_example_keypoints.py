@@ -2,7 +2,7 @@
 walking person, seen by Human3.6M camera 54138969 (1000 x 1002 px), with detector-like jitter,
 per-keypoint confidences and a few missing keypoints (confidence 0).
 
-The motion comes from the project's synthetic motion model (:mod:`ddhpose.data.motion`). COCO's
+The motion comes from the project's synthetic motion model (:mod:`ddhpose.synthetic.motion`). COCO's
 face points (nose, eyes, ears) do not exist in the Human3.6M skeleton, so they are placed on a
 small head model: the head centre sits between the Human3.6M neck/nose and head joints, the face
 looks along the body's forward direction.
@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ddhpose.camera import h36m_camera, image_coordinates, project_to_2d, world_to_camera
-from ddhpose.data.body import sample_body
-from ddhpose.data.motion import generate_motion, sample_style
 from ddhpose.keypoints import save_keypoints_json
 from ddhpose.skeleton import reduce_h36m32
+from ddhpose.synthetic.actions import generate_motion
+from ddhpose.synthetic.body import sample_body
+from ddhpose.synthetic.motion import sample_style
 
 FRAMES = 120
 SEED = 7
@@ -83,7 +84,7 @@ def save_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     """A random-initialised tiny DDHPose (width 32, depth 2, 27 frames) for smoke runs."""
     import torch
 
-    from ddhpose.checkpoint import save_checkpoint
+    from ddhpose.model.checkpoint import save_checkpoint
     from ddhpose.model.ddhpose import DDHPose, ModelConfig
 
     torch.manual_seed(seed)

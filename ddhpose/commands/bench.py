@@ -1,5 +1,6 @@
 """``ddhpose bench [--quick] [--out reports] [--mlflow]``: speed of the denoiser, sampling,
-training step and data loader against this machine's matmul peak (see :mod:`ddhpose.bench`)."""
+training step and data loader against this machine's matmul peak
+(see :mod:`ddhpose.bench.suite`)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.bench import run_benchmark, write_reports
-    from ddhpose.bench_plan import full_plan, quick_plan
+    from ddhpose.bench.plan import full_plan, quick_plan
+    from ddhpose.bench.suite import run_benchmark, write_reports
 
     plan = quick_plan() if args.quick else full_plan()
     plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.checkpoint import convert_reference_checkpoint, load_checkpoint
+    from ddhpose.model.checkpoint import convert_reference_checkpoint, load_checkpoint
 
     out = convert_reference_checkpoint(args.ref, args.out, dataset=args.dataset)
     cfg = load_checkpoint(out)["model_config"]

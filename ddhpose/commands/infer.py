@@ -89,10 +89,10 @@ def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ddhpose.checkpoint import load_model
     from ddhpose.errors import DataError
-    from ddhpose.infer import default_intrinsic, infer
+    from ddhpose.inference.infer import default_intrinsic, infer
     from ddhpose.io import atomic_path, write_json
+    from ddhpose.model.checkpoint import load_model
 
     _check(args)
     if args.device == "cuda" and not torch.cuda.is_available():

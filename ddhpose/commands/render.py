@@ -52,7 +52,7 @@ def _read_pred(path: Path) -> dict[str, np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     from ddhpose.commands.infer import read_keypoints
     from ddhpose.errors import DataError
-    from ddhpose.viz import render_sequence
+    from ddhpose.inference.render import render_sequence
 
     pred_path = Path(args.pred)
     data = _read_pred(pred_path)

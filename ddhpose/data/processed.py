@@ -337,20 +337,6 @@ def manifest(split: ProcessedSplit, path: str | Path | None = None) -> dict[str,
         "sha256": None if path is None else file_sha256(path),
     }
 
-# --- builders (in :mod:`ddhpose.data.processed_build`, re-exported here) -------------------------
-
-_BUILDERS = ("h36m_to_processed", "mpi3dhp_to_processed", "normalize_px")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _BUILDERS:
-        from ddhpose.data import processed_build
-
-        return getattr(processed_build, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# Also importable from here: h36m_to_processed, mpi3dhp_to_processed, normalize_px.
 __all__ = [
     "DATASET_LAYOUTS",
     "ProcessedSplit",

@@ -4,7 +4,8 @@ Each test sequence (one subject / action / camera) of N frames is cut into ``cei
 by :func:`ddhpose.data.clips.sequence_eval_clips` (non-overlapping F-frame clips plus the **last F
 frames**, whose overlap with the previous clip is scored twice, as the reference does). Clips are
 scored in consecutive batches of ``batch_clips`` (reference ``-b 4``), every batch with the four
-aggregations of :mod:`ddhpose.aggregate`. Per action group (the name before the first space)
+aggregations of :mod:`ddhpose.evaluation.aggregate`. Per action
+group (the name before the first space)
 the error is the frame-weighted mean over batches; the headline is the unweighted mean over
 action groups, for every aggregation, protocol and DDIM step.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ddhpose.aggregate import AGGREGATIONS, ORACLE, aggregate_batch
+from ddhpose.evaluation.aggregate import AGGREGATIONS, ORACLE, aggregate_batch
 from ddhpose.io import atomic_open, write_json
 
 

@@ -300,7 +300,11 @@ def evaluate_files(
     ``{"aggregations": {agg: {"name", "oracle", "per_step": [{step, mpjpe_mm, pck, auc}],
     "last": {...}}}, "csv": [file names]}``.
     """
-    from ddhpose.export import MAT_AGGREGATIONS, aggregation_from_filename, read_inference
+    from ddhpose.evaluation.export import (
+        MAT_AGGREGATIONS,
+        aggregation_from_filename,
+        read_inference,
+    )
 
     frames: list[pd.DataFrame] = []
     aggregations: dict[str, Any] = {}

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddhpose.aggregate import AGGREGATIONS, aggregate_batch
 from ddhpose.camera import image_coordinates
 from ddhpose.data.clips import sequence_eval_clips
 from ddhpose.data.processed import ProcessedSplit
 from ddhpose.errors import DataError
+from ddhpose.evaluation.aggregate import AGGREGATIONS, aggregate_batch
 from ddhpose.io import atomic_open
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ddhpose.aggregate import AGGREGATIONS, ORACLE
 from ddhpose.data.processed import ProcessedSplit
+from ddhpose.evaluation.aggregate import AGGREGATIONS, ORACLE
+from ddhpose.evaluation.export import AGGREGATION_TO_MAT
 from ddhpose.evaluation.h36m import ProtocolAccumulator, action_group, summarize
 from ddhpose.evaluation.mpi3dhp import (
     AUC_THRESHOLDS_MM,
@@ -22,7 +23,6 @@ from ddhpose.evaluation.mpi3dhp import (
     write_step_csvs,
 )
 from ddhpose.evaluation.predict import SplitPredictions
-from ddhpose.export import AGGREGATION_TO_MAT
 
 # params.yaml's eval.headline names -> aggregation names (oracle ones say so).
 HEADLINE_NAMES = {"p_best": "p_best_oracle", "j_best": "j_best_oracle", "p_agg": "p_agg",

@@ -20,16 +20,16 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from ddhpose.diffusion import (
+from ddhpose.errors import ConfigError
+from ddhpose.model.denoiser import XC_LAYOUTS, HSTDenoiser
+from ddhpose.model.diffusion import (
     SCHEDULE_BUFFERS,
     NoiseSpec,
     RandomDraws,
     cosine_schedule,
     noise_bone_slots,
 )
-from ddhpose.errors import ConfigError
-from ddhpose.model.denoiser import XC_LAYOUTS, HSTDenoiser
-from ddhpose.sampler import ddim_sample
+from ddhpose.model.sampler import ddim_sample
 from ddhpose.skeleton import Skeleton, flip_joints, get_skeleton, joints_to_slots
 
 DATASETS = ("h36m", "3dhp")
@@ -195,7 +195,7 @@ class DDHPose(nn.Module):
         """Training forward (§5.2): noise the GT bones with one t per clip and predict x̂0.
 
         x2d (B,F,J,2) normalised; x3d (B,F,J,3) root-relative (root = 0), metres × unit_scale.
-        ``noise``/``generator``: see :class:`~ddhpose.diffusion.RandomDraws` (a replayed list
+        ``noise``/``generator``: see :class:`~ddhpose.model.diffusion.RandomDraws` (a replayed list
         holds, per clip, t (1,), direction noise (F,J,3), length noise (F,J,1)).
         Returns x̂0 (B,F,J,3) in metres × unit_scale.
         """
@@ -224,8 +224,8 @@ class DDHPose(nn.Module):
         bit-compatible.
 
         ``x2d_flip`` defaults to x2d with u negated and left/right keypoints swapped. Random draws
-        (``noise``/``generator``, see :func:`ddhpose.sampler.ddim_sample` for the order) default
-        to the global RNG.
+        (``noise``/``generator``, see :func:`ddhpose.model.sampler.ddim_sample` for the order)
+        default to the global RNG.
         """
         if hypotheses < 1:
             raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")

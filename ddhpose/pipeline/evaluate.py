@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ddhpose import plots
 from ddhpose.data.processed import load_split
+from ddhpose.evaluation import plots
 from ddhpose.evaluation.predict import load_predictions
 from ddhpose.evaluation.report import (
     h36m_tables,
@@ -86,7 +86,7 @@ def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> lis
     if n <= 0:
         return []
     try:
-        from ddhpose.viz import render_sequence
+        from ddhpose.inference.render import render_sequence
     except ImportError:  # pragma: no cover - viz is part of the package
         return []
     from ddhpose.camera import image_coordinates

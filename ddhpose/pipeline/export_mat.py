@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ddhpose.aggregate import AGGREGATIONS
 from ddhpose.data.processed import load_split
+from ddhpose.evaluation.aggregate import AGGREGATIONS
+from ddhpose.evaluation.export import inference_mat_name, write_inference_mats, write_sequences_mat
 from ddhpose.evaluation.predict import load_predictions
-from ddhpose.export import inference_mat_name, write_inference_mats, write_sequences_mat
 from ddhpose.pipeline.paths import ProjectPaths
 
 

@@ -2,7 +2,7 @@
 
 Sources:
 
-- ``synthetic``: generate a small H36M- or 3DHP-shaped dataset (``ddhpose.data.synthetic``);
+- ``synthetic``: generate a small H36M- or 3DHP-shaped dataset (``ddhpose.synthetic.h36m``);
 - ``local``: copy (hardlink when the file system allows) the files from ``data.path``;
 - ``url``: download ``<data.url>/<file name>``; every file needs a ``data.sha256`` entry.
 
@@ -130,7 +130,9 @@ def run(params: Any, root: Path, tracker: Any) -> None:
 
 
 def _synthetic(cfg: DataParams, out_dir: Path) -> str:
-    from ddhpose.data import synthetic
+    from ddhpose.synthetic.config import SyntheticConfig
+    from ddhpose.synthetic.h36m import write_synthetic_h36m
+    from ddhpose.synthetic.mpi3dhp import write_synthetic_3dhp
 
     s = cfg.synthetic
     wanted = {
@@ -140,21 +142,21 @@ def _synthetic(cfg: DataParams, out_dir: Path) -> str:
         "subjects": tuple(cfg.subjects_train) + tuple(cfg.subjects_test),
         "actions": None if cfg.actions == "*" else tuple(cfg.actions),
     }
-    known = {f.name for f in dataclasses.fields(synthetic.SyntheticConfig)}
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
     if cfg.dataset == "3dhp":
         wanted.pop("subjects")  # 3DHP has fixed train subjects and test sequences
     try:
-        syn_cfg = synthetic.SyntheticConfig(**{k: v for k, v in wanted.items() if k in known})
+        syn_cfg = SyntheticConfig(**{k: v for k, v in wanted.items() if k in known})
     except ConfigError as exc:  # name the params.yaml key, not the generator's field
         raise ConfigError(_SYNTHETIC_KEYS.get(exc.key, f"data.{exc.key}"), exc.problem) from exc
     if cfg.dataset == "h36m":
-        synthetic.write_synthetic_h36m(out_dir, syn_cfg)
+        write_synthetic_h36m(out_dir, syn_cfg)
         if not (out_dir / h36m_2d_name(cfg.keypoints)).is_file():
             made = sorted(p.name for p in out_dir.glob("data_2d_h36m_*.npz"))
             raise ConfigError("data.keypoints", f"synthetic data has no {cfg.keypoints!r} "
                                                 f"keypoints (it writes {', '.join(made)})")
     else:
-        synthetic.write_synthetic_3dhp(out_dir, syn_cfg)
+        write_synthetic_3dhp(out_dir, syn_cfg)
     return "synthetic"
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from ddhpose.checkpoint import load_model
 from ddhpose.data.processed import file_sha256, load_split
 from ddhpose.errors import ConfigError
 from ddhpose.evaluation.predict import predict_split, save_predictions
 from ddhpose.io import write_json
+from ddhpose.model.checkpoint import load_model
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.distributed import resolve_device
 from ddhpose.training.progress import progress_bar

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ddhpose.checkpoint import load_checkpoint
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError
 from ddhpose.model import ModelConfig
+from ddhpose.model.checkpoint import load_checkpoint
 from ddhpose.pipeline.paths import ProjectPaths
 from ddhpose.training.config import TRAJECTORY_FIELDS, coerce_train_config
 from ddhpose.training.loop import train

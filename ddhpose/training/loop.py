@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddhpose.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.errors import CheckpointError
-from ddhpose.losses import pose_losses
 from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.layers import set_drop_path_mask_fn
+from ddhpose.model.losses import pose_losses
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
     TRAJECTORY_FIELDS,

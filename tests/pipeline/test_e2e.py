@@ -1,0 +1,159 @@
+"""End to end: a real ``dvc repro`` of the whole pipeline in a temporary copy of the repo.
+
+Tiny configuration (a few short synthetic sequences, a width-16 model, one epoch), a real MLflow
+SQLite store, then: re-running only ``evaluate`` joins the same MLflow parent run, a ``train.*``
+change invalidates train, a ``sample.*`` change reruns only sample/evaluate/export_mat, and a
+no-op repro runs nothing. The tests run in file order on one project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STAGES = ["fetch_data", "preprocess", "train", "sample", "evaluate", "export_mat"]
+
+TINY = {
+    "data": {"subjects_train": ["S1"], "subjects_test": ["S9"], "actions": ["Walking", "Sitting"],
+             "synthetic": {"frames": 40}},
+    "model": {"width": 16, "depth": 2, "heads": 2, "frames": 9},
+    "train": {"epochs": 1, "lr": 1.0e-3, "checkpoint_every": 0},
+    "sample": {"hypotheses": 2, "steps": 2},
+    "eval": {"render_clips": 1},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    for k, v in over.items():
+        base[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return base
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    if not (BIN / "dvc").exists():
+        pytest.skip(f"dvc is not installed beside {sys.executable}")
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("data/", "models/", "reports/")):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    params = _merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", OMP_NUM_THREADS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    env.pop("DDHPOSE_ROOT", None)
+    _run(["git", "init", "-q"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "copy"], root, env)
+    _run([str(BIN / "dvc"), "repro"], root, env)
+    return root, env
+
+
+def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None:
+    root, _ = project
+    for rel in ["data/raw/data_3d_h36m.npz", "data/processed/train.npz",
+                "data/processed/test.npz", "models/best.pt", "models/last.pt",
+                "models/train_log.csv", "reports/predictions/predictions.npz",
+                "reports/per_action.csv", "reports/per_step.csv",
+                "reports/plots/error_per_step.png", "reports/plots/error_per_action.png",
+                "reports/plots/training_curves.png",
+                "reports/export/inference_data_J_Agg.mat", "dvc.lock"]:
+        assert (root / rel).is_file(), rel
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert metrics["headline"]["aggregation"] == "j_agg"
+    assert metrics["headline"]["oracle"] is False
+    assert metrics["headline"]["p1_mm"] > 0 and metrics["baseline_mean_pose"]["p1_mm"] > 0
+    assert len(metrics["per_step"]["p1_j_agg"]) == 2
+    assert set(metrics["oracle_aggregations"]) == {"p_best_oracle", "j_best_oracle"}
+
+
+def test_mlflow_holds_one_parent_run_and_evaluate_rejoins(
+    project: tuple[Path, dict[str, str]],
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    root, env = project
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("ddhpose-h36m")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags.get("ddhpose.stage", r.info.run_name) for r in children) == sorted(
+        STAGES)
+    assert parent.data.params["model.width"] == "16"
+    assert "p1_j_agg_last" in parent.data.metrics
+    evaluate = next(r for r in children if "evaluate" in (r.info.run_name or ""))
+    history = client.get_metric_history(evaluate.info.run_id, "p1_j_agg")
+    assert [m.step for m in history] == [1, 2]
+    assert any(k.startswith("p1_j_agg/") for k in evaluate.data.metrics)
+    train = next(r for r in children if "train" in (r.info.run_name or ""))
+    assert "loss_total" in train.data.metrics
+
+    # Only evaluate reruns after an eval.* change; it attaches to the same parent run.
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"]["headline"] = "p_agg"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    assert "Running stage 'evaluate'" in out and "Running stage 'train'" not in out
+    runs = client.search_runs([exp.experiment_id])
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert metrics["headline"]["aggregation"] == "p_agg"
+
+
+def _status(root: Path, env: dict[str, str]) -> set[str]:
+    out = _run([str(BIN / "dvc"), "status", "--json"], root, env).strip()
+    return set(json.loads(out[out.index("{"):])) if "{" in out else set()
+
+
+def _set_param(root: Path, section: str, key: str, value: object) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_param_change_reruns_only_downstream(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    assert _status(root, env) == set()  # nothing to do after a repro
+    _set_param(root, "train", "lr", 2.0e-3)
+    assert _status(root, env) == {"train"}  # stages whose own deps/params changed
+    _set_param(root, "train", "lr", 1.0e-3)
+    assert _status(root, env) == set()
+    _set_param(root, "sample", "steps", 1)
+    _set_param(root, "sample", "dtype", "bfloat16")
+    assert _status(root, env) == {"sample"}
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"sample", "evaluate", "export_mat"}, out[-2000:]
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert len(metrics["per_step"]["p1_j_agg"]) == 1
+    meta = json.loads((root / "reports/predictions/meta.json").read_text())
+    assert meta["dtype"] == "bfloat16" and meta["steps"] == 1
+    out = _run([str(BIN / "dvc"), "repro"], root, env)  # no-op
+    assert not any(f"Running stage '{s}'" in out for s in STAGES), out[-2000:]
