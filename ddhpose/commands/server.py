@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts-destination", default=None,
                         help="folder or s3://bucket/prefix for artifacts (default "
                              "<data-dir>/artifacts)")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="Host headers the server accepts, comma-separated, e.g. "
+                             "'ddhpose.lab:5000,10.0.0.5:5000' (MLflow's default: localhost only)")
     parser.add_argument("--workers", type=int, default=1,
                         help="uvicorn worker processes (default 1)")
 
@@ -47,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
     ensure_extra(log)
     config = ServerConfig(data_dir=data_dir, host=args.host, port=args.port,
                           backend_store_uri=uri, artifacts_destination=args.artifacts_destination,
-                          workers=args.workers)
+                          workers=args.workers, allowed_hosts=args.allowed_hosts)
     return serve(config, log=lambda m: print(m if m.startswith("export ") else
                                               f"ddhpose server: {m}", flush=True))

@@ -52,6 +52,7 @@ class ServerConfig:
     backend_store_uri: str | None = None
     artifacts_destination: str | None = None
     workers: int = 1
+    allowed_hosts: str | None = None
 
     @property
     def tracking_uri(self) -> str:
@@ -138,7 +139,8 @@ def mlflow_server_command(config: ServerConfig, backend_uri: str) -> list[str]:
             "--backend-store-uri", backend_uri,
             "--serve-artifacts", "--artifacts-destination", config.artifacts(),
             "--host", config.host, "--port", str(config.port),
-            "--workers", str(config.workers)]
+            "--workers", str(config.workers),
+            *(["--allowed-hosts", config.allowed_hosts] if config.allowed_hosts else [])]
 
 
 def wait_healthy(uri: str, proc: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> None:
