@@ -67,13 +67,24 @@ class ServerConfig:
 
 
 def extra_requirements(extra: str = EXTRA) -> list[str]:
-    """The pinned requirements of ``ddhpose[extra]`` as installed package metadata lists them."""
+    """The pinned requirements of ``ddhpose[extra]``: from the installed package's metadata, else
+    (installed before the extra existed) from the ``pyproject.toml`` beside the package."""
     try:
         reqs = importlib.metadata.requires("ddhpose") or []
     except importlib.metadata.PackageNotFoundError:
-        return []
+        reqs = []
     marker = re.compile(r"""extra\s*==\s*["']""" + re.escape(extra) + r"""["']""")
-    return [r.split(";")[0].strip() for r in reqs if marker.search(r)]
+    found = [r.split(";")[0].strip() for r in reqs if marker.search(r)]
+    if found:
+        return found
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        import tomllib
+
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (ImportError, OSError, ValueError):
+        return []
+    return list(data.get("project", {}).get("optional-dependencies", {}).get(extra, []))
 
 
 def ensure_extra(log: Callable[[str], None], extra: str = EXTRA,
