@@ -1,8 +1,9 @@
 """Camera geometry: Human3.6M cameras, world <-> camera transforms, projection, normalisation.
 
 Units: 3D in metres; image coordinates in pixels; "normalised" screen coordinates map the image
-width to [-1, 1] (spec §9.3). Quaternions are (w, x, y, z) and rotate camera -> world.
-All functions accept NumPy arrays or torch tensors and are batched over leading dimensions.
+width to [-1, 1] (docs/model.md "Cameras and projection"). Quaternions are (w, x, y, z) and rotate
+camera -> world. All functions accept NumPy arrays or torch tensors and are batched over leading
+dimensions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
-# --- Human3.6M camera parameters (spec §9.2 and Appendix A) ---------------------------------------
+# --- Human3.6M camera parameters (VideoPose3D's common/h36m_dataset.py) ------------------------
 
 H36M_CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 H36M_RESOLUTIONS = ((1000, 1002), (1000, 1000), (1000, 1000), (1000, 1002))  # (width, height) px
@@ -129,7 +130,7 @@ class Camera:
         orientation: (4,) float32 quaternion (w, x, y, z), camera -> world.
         translation: (3,) float32 camera centre in world coordinates, metres.
         intrinsic: (9,) float32 normalised intrinsics [fx, fy, cx, cy, k1, k2, k3, p1, p2]
-            (focal lengths and centre in normalised screen units, spec §9.2).
+            (focal lengths and centre in normalised screen units).
         intrinsic_px: (9,) float64 the same in pixels [fx, fy, cx, cy, k1, k2, k3, p1, p2].
     """
 
@@ -270,7 +271,8 @@ def _like(a: Any, ref: Any) -> Any:
 
 
 def project_to_2d(x: Array, intrinsic: Any) -> Array:
-    """Project camera-space points with the full distortion model (spec §9.3).
+    """Project camera-space points with the full distortion model (docs/model.md "Cameras and
+    projection").
 
     Args:
         x: (..., 3) camera-space points (metres).
@@ -308,7 +310,7 @@ def project_to_2d_linear(x: Array, intrinsic: Any) -> Array:
     return f * xx + c
 
 
-# --- MPI-INF-3DHP test cameras (spec §8.3; pinhole, pixels) ---------------------------------------
+# --- MPI-INF-3DHP test cameras (pinhole, pixels; test_util/camera_calibration/*.calib) --------
 
 
 def mpi3dhp_test_intrinsic_px(sequence: str) -> tuple[np.ndarray, int, int]:

@@ -99,7 +99,8 @@ class Keypoints:
         return int(self.missing.sum())
 
     def normalized(self) -> np.ndarray:
-        """(T, 17, 2) float32 normalised screen coordinates (spec §9.3)."""
+        """(T, 17, 2) float32 normalised screen coordinates (docs/model.md
+        "Cameras and projection")."""
         w, h = self.image_size
         return normalize_screen_coordinates(self.xy.astype(np.float32), w, h)
 

@@ -1,10 +1,10 @@
 """17-joint skeleton layouts and the joints <-> (bone lengths, bone directions) transforms.
 
-Two layouts (spec §2): ``h36m17`` (Human3.6M, VideoPose3D order, root 0) and ``3dhp17``
-(MPI-INF-3DHP "relevant" order, root 14). Dataset differences are *data* in a :class:`Skeleton`;
-every function here takes the skeleton as an argument.
+Two layouts (docs/model.md "Skeletons and bone slots"): ``h36m17`` (Human3.6M, VideoPose3D order,
+root 0) and ``3dhp17`` (MPI-INF-3DHP "relevant" order, root 14). Dataset differences are *data* in a
+:class:`Skeleton`; every function here takes the skeleton as an argument.
 
-Bones live in *joint slots* (spec §3): the bone whose child is joint c sits in slot c; the root
+Bones live in *joint slots*: the bone whose child is joint c sits in slot c; the root
 slot holds zero. All transforms work on NumPy arrays and torch tensors alike, batched over any
 leading dimensions, and are differentiable in torch.
 """
@@ -151,7 +151,7 @@ def get_skeleton(name: str) -> Skeleton:
     raise UnknownLayoutError(f"unknown joint layout '{name}' (known: {known})")
 
 
-# --- Raw Human3.6M mocap (32 joints) -> 17 joints (spec §2.1) -------------------------------------
+# --- Raw Human3.6M mocap (32 joints) -> 17 joints (docs/model.md "Human3.6M files") ----------
 
 H36M32_PARENTS = (
     -1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20, 19, 22, 12, 24,
@@ -189,7 +189,7 @@ def reduce_h36m32(positions: Array) -> Array:
     return positions[..., list(H36M32_KEPT), :]
 
 
-# --- joints <-> bones (spec §3) -------------------------------------------------------------------
+# --- joints <-> bones (docs/model.md "Skeletons and bone slots") -----------------------------
 
 
 def _zeros_like_shape(x: Any, shape: tuple[int, ...]) -> Any:

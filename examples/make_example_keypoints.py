@@ -88,7 +88,9 @@ def save_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     from ddhpose.model.ddhpose import DDHPose, ModelConfig
 
     torch.manual_seed(seed)
-    model = DDHPose(ModelConfig(width=32, depth=2, heads=4, frames=27))
+    cfg = ModelConfig(dataset="h36m", width=32, depth=2, heads=4, mlp_ratio=2.0, frames=27,
+                      timesteps=1000, scale=1.0, drop_path=0.1, xc_layout="reference")
+    model = DDHPose(cfg)
     return save_checkpoint(path, model, metadata={"note": "random init, for smoke tests only"})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DDHPOSE_SHARED", REPO.parent / "shared"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# test helpers beside this file (demo_config.py) import as top-level modules
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _need(path: Path) -> Path:

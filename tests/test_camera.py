@@ -1,4 +1,4 @@
-"""Camera geometry (spec §9.2, §9.3)."""
+"""Camera geometry (docs/model.md "Cameras and projection")."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ddhpose.camera import (
     world_to_camera,
 )
 
-# Spec §9.2, measured on the reference.
+# Normalised intrinsics measured on the reference.
 SPEC_INTRINSIC = [
     [2.29009891, 2.28756237, 0.025083065, 0.0289029814, -0.207098916, 0.247775182,
      -0.00307515031, -0.000975698873, -0.00142447161],

@@ -42,7 +42,8 @@ def test_npz_round_trip(tmp_path):
     got = load_keypoints(tmp_path / "k.npz")
     np.testing.assert_allclose(got.xy, kp)
     assert got.image_size == SIZE and got.layout == "h36m17" and got.filled == 0
-    # the argument wins over the stored image size; normalisation follows spec §9.3
+    # the argument wins over the stored image size; normalisation follows docs/model.md
+    # "Cameras and projection"
     got = load_keypoints(tmp_path / "k.npz", image_size=(1000, 1002))
     np.testing.assert_allclose(got.normalized(), kp / 1000 * 2 - [1, 1.002], atol=1e-6)
 

@@ -1,4 +1,5 @@
-"""Skeleton layouts and the joints <-> bones transforms (spec §2, §3)."""
+"""Skeleton layouts and the joints <-> bones transforms (docs/model.md "Skeletons and
+bone slots")."""
 
 from __future__ import annotations
 

@@ -35,10 +35,10 @@ from typing import Any
 import torch
 
 from ddhpose.bench.measure import REFERENCE, machine_info, matmul_peak, normalised_speedup
-from ddhpose.bench.plan import ModelSpec
+from ddhpose.bench.plan import ModelSpec, bench_model
 from ddhpose.bench.suite import denoiser_flops
 from ddhpose.io import atomic_open, write_json
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model import fused as fused_mod
 
 VARIANTS = ("baseline", "batched", "sdpa", "chunks", "fused_addmm", "onednn", "bfloat16")
@@ -113,7 +113,7 @@ def run_ablation(cases: tuple[tuple[int, int, int], ...] = CASES,
     rows: list[dict[str, Any]] = []
     for b, f, h in cases:
         torch.manual_seed(0)
-        model = DDHPose(ModelConfig(width=width, depth=depth, frames=f, drop_path=0.0)).eval()
+        model = DDHPose(bench_model(width, depth, f)).eval()
         gflop = denoiser_flops(ModelSpec("ablation", width, depth, f), 2 * b * h) / 1e9
         x2d = torch.randn(b, f, 17, 2, generator=torch.Generator().manual_seed(0))
         ref = next((r for r in REFERENCE["sampling"]

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddhpose.bench.plan import bench_model
 from ddhpose.evaluation.metrics import joint_errors, mpjpe
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 
 
 def _shared_dir() -> Path:
@@ -35,7 +36,7 @@ def bf16_accuracy(big: DDHPose | None, device: torch.device) -> dict[str, Any]:
     out: dict[str, Any] = {}
     parity = _shared_dir() / "fixtures" / "reference_parity" / "small"
     if (parity / "state_dict.pt").exists():
-        model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+        model = DDHPose(bench_model(64, 3, 27))
         model.load_state_dict(torch.load(parity / "state_dict.pt", weights_only=True))
         model = model.to(device).eval()
         den = torch.load(parity / "denoiser_eval_layout.pt", weights_only=True)

@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 from ddhpose.model import ModelConfig
 
 
+def bench_model(width: int, depth: int, frames: int, drop_path: float = 0.0) -> ModelConfig:
+    """A Human3.6M model of the authors' architecture (8 heads, MLP ratio 2, T = 1000) at the
+    given size: what the benchmark cases and the authors' timings use."""
+    return ModelConfig(dataset="h36m", width=width, depth=depth, heads=8, mlp_ratio=2.0,
+                       frames=frames, timesteps=1000, scale=1.0, drop_path=drop_path,
+                       xc_layout="reference")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model size: name, width C, depth L, frames F."""
@@ -18,7 +26,7 @@ class ModelSpec:
     frames: int
 
     def config(self) -> ModelConfig:
-        return ModelConfig(width=self.width, depth=self.depth, frames=self.frames, drop_path=0.0)
+        return bench_model(self.width, self.depth, self.frames)
 
 
 PAPER_27 = ModelSpec("paper_f27", 512, 8, 27)

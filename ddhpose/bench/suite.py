@@ -43,9 +43,9 @@ from ddhpose.bench.measure import (
     square_gemms,
     time_call,
 )
-from ddhpose.bench.plan import PAPER_243, BenchPlan, ModelSpec, SampleCase
+from ddhpose.bench.plan import PAPER_243, BenchPlan, ModelSpec, SampleCase, bench_model
 from ddhpose.io import atomic_open, write_json
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.losses import pose_losses
 
 SCHEMA = "ddhpose-bench/1"
@@ -204,7 +204,7 @@ class _Runner:
     def training(self, name: str) -> dict[str, Any]:
         spec, batch = self.specs[name], 4
         torch.manual_seed(0)
-        model = DDHPose(ModelConfig(width=spec.width, depth=spec.depth, frames=spec.frames))
+        model = DDHPose(bench_model(spec.width, spec.depth, spec.frames, drop_path=0.1))
         model = model.to(self.device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
         x2d, _, _, x3d = _inputs(spec, batch, 1, self.device)

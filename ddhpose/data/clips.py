@@ -1,22 +1,23 @@
 """Training and evaluation clips of a processed split.
 
-Training (spec §9.4, the reference ``ChunkedGenerator_Seq``): a sequence of N frames gives
-n = ceil(N / F) chunks ``[i·F − o, (i+1)·F − o)``, o = (n·F − N) // 2; frames outside ``[0, N)``
-are edge-padded (first / last frame repeated). The pair list holds, sequence by sequence, every
-chunk unflipped and then (``augment``) every chunk flipped. Each epoch permutes the pair list with
-one ``np.random.RandomState(seed)`` whose state persists across epochs (:meth:`TrainClips.get_state`
-/ :meth:`TrainClips.set_state` for an exact resume); batches are consecutive slices of
-``batch_clips`` pairs, the last one smaller. Flip = negate x of 2D and 3D and swap left/right.
+Training (docs/model.md "Training clips", the reference ``ChunkedGenerator_Seq``): a sequence of N
+frames gives n = ceil(N / F) chunks ``[i·F − o, (i+1)·F − o)``, o = (n·F − N) // 2; frames outside
+``[0, N)`` are edge-padded (first / last frame repeated). The pair list holds, sequence by sequence,
+every chunk unflipped and then (``augment``) every chunk flipped. Each epoch permutes the pair list
+with one ``np.random.RandomState(seed)`` whose state persists across epochs
+(:meth:`TrainClips.get_state` / :meth:`TrainClips.set_state` for an exact resume); batches are
+consecutive slices of ``batch_clips`` pairs, the last one smaller. Flip = negate x of 2D and 3D and
+swap left/right.
 
 DDP: ``batch_clips`` is the GLOBAL batch. Rank r of W takes the contiguous share
 :func:`rank_share` of every global batch of n clips — ``n // W`` clips, one more for the first
 ``n % W`` ranks — so W ranks with ``b`` clips each together see exactly the single-process batch
 of ``W·b`` clips, in order (a last batch smaller than W leaves some ranks an empty share).
 
-Evaluation (spec §7.1): per sequence, non-overlapping F-frame clips plus one final clip of the
-last F frames (overlapping the previous one unless F divides N); a sequence shorter than F is
-right-padded with its last frame. :meth:`EvalClips.write_back` puts per-clip values back on the
-frames (later clips overwrite the overlap).
+Evaluation (docs/model.md "Clip cutting"): per sequence, non-overlapping F-frame clips plus one
+final clip of the last F frames (overlapping the previous one unless F divides N); a sequence
+shorter than F is right-padded with its last frame. :meth:`EvalClips.write_back` puts per-clip
+values back on the frames (later clips overwrite the overlap).
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def passthrough(batch: Any) -> Any:
     return batch
 
 
-# --- evaluation clips (spec §7.1) -----------------------------------------------------------------
+# --- evaluation clips (docs/model.md "Clip cutting") ------------------------------------------
 
 
 def eval_clip_index(n_frames: int, frames: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Human3.6M files in the VideoPose3D layout (spec §9.1): readers, writers and cross-file checks.
+"""Human3.6M files in the VideoPose3D layout (docs/model.md "Human3.6M files"): readers, writers and
+cross-file checks.
 
 - ``data_3d_h36m.npz``: key ``positions_3d`` -> pickled
   ``{subject: {action: (N, 32, 3) float32}}``, world coordinates in **metres** (an already reduced
@@ -119,7 +120,8 @@ def validate_positions_3d(positions: Any, path: Any = None) -> Positions3D:
 
 
 def validate_metadata(metadata: Any, path: Any = None) -> dict[str, Any]:
-    """Check the 2D ``metadata`` names the Human3.6M 17-keypoint set (spec §9.1)."""
+    """Check the 2D ``metadata`` names the Human3.6M 17-keypoint set (docs/model.md
+    "Human3.6M files")."""
     if not isinstance(metadata, dict):
         raise DataError(path, f"'metadata' must be a dict, got {type(metadata).__name__}")
     for key in ("layout_name", "num_joints", "keypoints_symmetry"):
@@ -208,7 +210,8 @@ def match_positions(
     path_2d: Any = None,
     path_3d: Any = None,
 ) -> Positions2D:
-    """Check the 2D file covers the mocap exactly and truncate longer 2D sequences (spec §9.1).
+    """Check the 2D file covers the mocap exactly and truncate longer 2D sequences (docs/model.md
+    "Human3.6M files").
 
     Every (subject, action) must be in both files (errors name the 2D file and mention the 3D
     file); a 2D camera sequence shorter than its mocap is an error, a longer one is cut to the

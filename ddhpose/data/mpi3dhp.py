@@ -1,4 +1,4 @@
-"""MPI-INF-3DHP files: the processed npz files of D3DP (spec §8.1) and the official annotations.
+"""MPI-INF-3DHP files: the processed npz files of D3DP and the official annotations.
 
 Layouts (3D in mm, camera coordinates; 2D in pixels; joints in the 17-joint "relevant" order):
 

@@ -4,7 +4,8 @@ Written by the preprocess stage, read by train / sample / evaluate. Frames of al
 concatenated along one axis T; sequence ``s`` owns frames ``[seq_start[s], seq_start[s] +
 seq_length[s])`` (contiguous, in order). Per frame:
 
-- ``pose_2d`` float32 (T, 17, 2): normalised screen coordinates (the network input, spec §9.3);
+- ``pose_2d`` float32 (T, 17, 2): normalised screen coordinates (the network input, docs/model.md
+  "Cameras and projection");
 - ``pose_3d`` float32 (T, 17, 3): camera-space, root-relative, metres, the root joint exactly 0
   (joint 0 for ``h36m17``, joint 14 for ``3dhp17``);
 - ``traj`` float32 (T, 3): camera-space root position, metres;
@@ -18,8 +19,9 @@ float32 (S, 9) the same in pixels; ``res`` int64 (S, 2) image ``(width, height)`
 ``dataset`` (``h36m`` | ``3dhp``) and ``layout`` (``h36m17`` | ``3dhp17``). The file holds no
 pickles (it loads with ``allow_pickle=False``).
 
-Builders: ``h36m_to_processed`` (VideoPose3D dicts, spec §9) and ``mpi3dhp_to_processed`` (D3DP
-dicts, spec §8.1), defined in :mod:`ddhpose.data.processed_build` and importable from here.
+Builders: ``h36m_to_processed`` (VideoPose3D dicts) and ``mpi3dhp_to_processed`` (D3DP dicts;
+see docs/model.md "Data files and cameras"), defined in :mod:`ddhpose.data.processed_build` and
+importable from here.
 """
 
 from __future__ import annotations

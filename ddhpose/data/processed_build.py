@@ -1,7 +1,9 @@
 """Builders of processed splits (:mod:`ddhpose.data.processed`) from the datasets' own dicts.
 
-- :func:`h36m_to_processed`: VideoPose3D ``positions_3d`` / ``positions_2d`` dicts (spec §9);
-- :func:`mpi3dhp_to_processed`: D3DP ``data_{train,test}_3dhp_ori`` dicts (spec §8.1).
+- :func:`h36m_to_processed`: VideoPose3D ``positions_3d`` / ``positions_2d`` dicts (docs/model.md
+  "Human3.6M files");
+- :func:`mpi3dhp_to_processed`: D3DP ``data_{train,test}_3dhp_ori`` dicts (docs/model.md
+  "MPI-INF-3DHP files").
 
 Everything is vectorised per sequence (no per-frame Python loops).
 """
@@ -47,7 +49,7 @@ def h36m_to_processed(
     subjects: str | Iterable[str],
     actions: str | Iterable[str] | None = "*",
 ) -> ProcessedSplit:
-    """Human3.6M VideoPose3D dicts -> a processed split (spec §9).
+    """Human3.6M VideoPose3D dicts -> a processed split (docs/model.md "Human3.6M files").
 
     Args:
         positions_3d: ``{subject: {action: (N, 32|17, 3)}}`` world metres.
@@ -122,7 +124,7 @@ def _mpi3dhp_part(name: str, subject: str, action: str, camera: int, seq: dict[s
 
 
 def mpi3dhp_to_processed(data: dict[str, Any], kind: str) -> ProcessedSplit:
-    """MPI-INF-3DHP D3DP dicts (spec §8.1) -> a processed split.
+    """MPI-INF-3DHP D3DP dicts (docs/model.md "MPI-INF-3DHP files") -> a processed split.
 
     ``kind="train"``: ``{"S{s} Seq{q}": [{camera: {"data_3d" (N,17,3) mm, "data_2d" (N,17,2)
     px}}]}``; sequence ``"S1/Seq1/cam0"``, subject ``"S1"``, action ``"Seq1"``; images 2048 x 2048;

@@ -1,4 +1,4 @@
-"""The four multi-hypothesis aggregations of DDHPose (spec §7.2 and §8.3).
+"""The four multi-hypothesis aggregations of DDHPose (docs/model.md "Aggregations").
 
 A prediction is ``(B, K, H, F, J, 3)`` (clips, DDIM steps, hypotheses, frames, joints, xyz); the
 ground truth is ``(B, F, J, 3)``; both root-relative in the same unit (metres for Human3.6M, mm for
@@ -105,7 +105,8 @@ def j_best_oracle(pred: Any, gt: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reproject(pred: Any, traj: Any, intrinsic: Any) -> torch.Tensor:
-    """Project the absolute poses ``pred + traj`` with the full camera model (spec §9.3).
+    """Project the absolute poses ``pred + traj`` with the full camera model (docs/model.md
+    "Cameras and projection").
 
     Args:
         pred: (B, K, H, F, J, 3) root-relative poses (root zeroed).
@@ -236,7 +237,8 @@ def aggregate_batch(
     gt64 = gt.double()[:, None, None]
     e = joint_errors(pred.double(), gt64)  # (B, K, H, F, J)
     per_h = mean_bfj(e)  # (K, H), scored frames only
-    # The reference picks the P-Best pose on every frame of the batch (valid or not, §8.3).
+    # The reference picks the P-Best pose on every frame of the batch (valid or not: docs/model.md
+    # "Quirks: P-Best per batch").
     p_best_idx = (per_h if mask is None else e.mean(dim=(0, 3, 4))).argmin(dim=1)
     agg_pose = pred.mean(2)
     jpma = jpma_index(pred, traj, x2d, intrinsic)
@@ -294,7 +296,8 @@ def evaluate_batch(
 def aggregate_batch_3dhp(
     pred_mm: Any, gt_mm: Any, traj_mm: Any, x2d: Any, sequence: str, valid: Any | None = None
 ) -> BatchAggregation:
-    """The MPI-INF-3DHP variant (spec §8.3): root 14, mm, pixel JPMA with the sequence's camera.
+    """The MPI-INF-3DHP variant (docs/model.md "Aggregations"): root 14, mm, pixel JPMA with the
+    sequence's camera.
 
     Args:
         pred_mm: (B, K, H, F, 17, 3); gt_mm: (B, F, 17, 3); traj_mm: (B, F, 1, 3).

@@ -1,4 +1,5 @@
-"""The MPI-INF-3DHP ``.mat`` export of the four aggregations (spec §8.3) and its reader.
+"""The MPI-INF-3DHP ``.mat`` export of the four aggregations (docs/model.md "The .mat export")
+and its reader.
 
 Files ``inference_data_{P_Best,P_Agg,J_Best,J_Agg}.mat`` each hold variables ``TS1``..``TS6``:
 float64 arrays **(3, 17, N, K)** = (xyz, joint, frame, DDIM step) in **mm**, root-relative (joint

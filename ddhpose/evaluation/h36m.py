@@ -1,4 +1,5 @@
-"""The Human3.6M evaluation protocol (spec §7.2-7.3): frame-weighted averages per action.
+"""The Human3.6M evaluation protocol (docs/model.md "Human3.6M P1/P2"): frame-weighted averages per
+action.
 
 Each test sequence (one subject / action / camera) of N frames is cut into ``ceil(N / F)`` clips
 by :func:`ddhpose.data.clips.sequence_eval_clips` (non-overlapping F-frame clips plus the **last F
@@ -33,7 +34,7 @@ def action_group(action: str) -> str:
 
 @dataclass
 class ProtocolAccumulator:
-    """Frame-weighted per-action accumulation of the batch errors (spec §7.2 "Accumulation").
+    """Frame-weighted per-action accumulation of the batch errors (docs/model.md "Human3.6M P1/P2").
 
     Call :meth:`add` once per batch (or :meth:`add_errors` with precomputed errors), then read
     :meth:`table` (tidy rows) and :meth:`summary` (headline = unweighted mean over action groups).

@@ -1,4 +1,5 @@
-"""Pose error metrics: MPJPE, P-MPJPE (Procrustes), N-MPJPE and MPJVE (spec §7.2).
+"""Pose error metrics: MPJPE, P-MPJPE (Procrustes), N-MPJPE and MPJVE (docs/model.md
+"Aggregations").
 
 Pure functions over NumPy arrays or torch tensors, vectorised over any leading dimensions. Poses are
 ``(..., J, 3)``; the result is in the unit of the inputs (metres in, metres out: scale to mm for
@@ -64,7 +65,8 @@ def per_joint_mpjpe(pred: Array, target: Array) -> Array:
 
 
 def procrustes_align(pred: Array, target: Array) -> Array:
-    """Rigidly align each predicted pose to its target with a similarity transform (spec §7.2).
+    """Rigidly align each predicted pose to its target with a similarity transform (docs/model.md
+    "Aggregations", protocol #2).
 
     Both poses are centred and normalised by their Frobenius norms; ``R`` comes from the SVD of
     ``X0ᵀ Y0`` (X = target, Y = prediction) with the reflection fix ``sign(det R)`` applied to the

@@ -1,4 +1,5 @@
-"""The MPI-INF-3DHP evaluator: a Python port of the official MATLAB scripts (spec §8.4).
+"""The MPI-INF-3DHP evaluator: a Python port of the official MATLAB scripts
+(docs/model.md "MPI-INF-3DHP PCK/AUC/MPJPE").
 
 For each test sequence the ground truth ``annot3`` is made root-relative (pelvis = 0-based joint
 14), the prediction (root-relative, mm) is compared on the valid frames with the per-joint

@@ -1,9 +1,10 @@
 """Sample a whole processed split with the protocol's clip cutting and aggregate every batch.
 
-For each sequence the evaluation clips of spec §7.1 go through ``model.sample`` in batches of
-``batch_clips`` clips (batches never cross sequences, as in the reference); every batch is
-aggregated at once (P-Best picks one hypothesis per batch, §7.2), so the four aggregated poses
-and the per-batch protocol errors are kept while the H hypotheses are dropped unless asked for.
+For each sequence the evaluation clips (docs/model.md "Clip cutting") go through ``model.sample`` in
+batches of ``batch_clips`` clips (batches never cross sequences, as in the reference); every batch
+is aggregated at once (P-Best picks one hypothesis per batch: docs/model.md
+"Quirks: P-Best per batch"), so the four aggregated poses and the per-batch protocol errors are kept
+while the H hypotheses are dropped unless asked for.
 
 Saved layout (``predictions.npz``, no pickles), frames aligned with the split's frame axis T:
 - ``p_best_oracle``, ``p_agg``, ``j_best_oracle``, ``j_agg``: float32 (T, K, J, 3) root-relative
@@ -108,7 +109,7 @@ def predict_split(
             pred = pred.float().cpu()  # (b, K, H, F, J, 3) metres * scale
             gt = torch.from_numpy(clips.x3d[sl]) * scale
             traj = torch.from_numpy(clips.traj[sl])[:, :, None, :] * scale
-            if is_3dhp:  # spec §8.3: pixel JPMA with the sequence's pinhole camera, valid frames
+            if is_3dhp:  # pixel JPMA, valid frames only: docs/model.md "Aggregations"
                 w, h = (int(v) for v in seq.res)
                 target_px = image_coordinates(torch.from_numpy(clips.x2d[sl]), w, h)
                 agg = aggregate_batch(pred, gt, traj, target_px, seq.intrinsic_px,

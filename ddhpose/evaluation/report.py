@@ -1,4 +1,4 @@
-"""Turn saved predictions into the protocol tables (Human3.6M §7, MPI-INF-3DHP §8.4) and a
+"""Turn saved predictions into the protocol tables (docs/model.md "Evaluation protocols") and a
 mean-pose baseline. Pure functions over a processed split and :class:`SplitPredictions`."""
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from ddhpose.evaluation.mpi3dhp import (
 )
 from ddhpose.evaluation.predict import SplitPredictions
 
-# params.yaml's eval.headline names -> aggregation names (oracle ones say so).
-HEADLINE_NAMES = {"p_best": "p_best_oracle", "j_best": "j_best_oracle", "p_agg": "p_agg",
-                  "j_agg": "j_agg"}
 # 3DHP evaluator joint groups use these 14 joints (pelvis, spine, head excluded).
 _PCK_JOINTS_3DHP = list(range(14))
 
@@ -119,7 +116,7 @@ def mean_pose_baseline(train: ProcessedSplit, test: ProcessedSplit) -> dict[str,
 
 def headline(summary: pd.DataFrame, aggregation: str) -> dict[str, Any]:
     """The last-step numbers of one aggregation: ``{"p1_mm", ["p2_mm", "pck", "auc"]}``."""
-    name = HEADLINE_NAMES.get(aggregation, aggregation)
+    name = aggregation
     rows = summary[summary["aggregation"] == name]
     last = rows[rows["step"] == rows["step"].max()]
     out: dict[str, Any] = {"aggregation": name, "oracle": ORACLE.get(name, False),

@@ -1,13 +1,13 @@
 """Checkpoints: our own format, the authors' ``.bin`` files, and conversion between them.
 
 Our format (``format="ddhpose-checkpoint"``, ``version=1``) is a ``torch.save`` of a dict with
-``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names, §10),
+``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names),
 ``optimizer`` (an optimizer state_dict or None), ``train_state`` and ``metadata`` (plain Python
 values and tensors). Everything loads with ``torch.load(weights_only=True)``; files are written
 atomically.
 
-The authors' files (spec §10) hold ``epoch``, ``lr``, ``random_state`` (a NumPy RandomState),
-``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
+The authors' files (docs/model.md "Checkpoint formats") hold ``epoch``, ``lr``, ``random_state`` (a
+NumPy RandomState), ``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
 ``weights_only=True`` plus a narrow allow-list of the NumPy globals needed to rebuild the
 RandomState (:func:`reference_safe_globals`) — never with ``weights_only=False``.
 """
@@ -221,6 +221,7 @@ def infer_model_config(
         dataset=dataset, width=width, depth=1 + len(blocks), heads=8,
         mlp_ratio=hidden / width, frames=frames,
         timesteps=int(betas.shape[0]) if betas is not None else 1000,
+        scale=1.0, drop_path=0.1, xc_layout="reference",  # the original model's fixed values
         qkv_bias=f"{pre}STEblocks_0.0.attn.qkv.bias" in state_dict,
     )
     try:

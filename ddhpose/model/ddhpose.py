@@ -1,10 +1,12 @@
-"""The DDHPose wrapper (spec §5): diffusion schedule buffers + the HST denoiser, training forward
-and DDIM sampling. Its state_dict names equal the reference's exactly (§10): the 12 float64
-schedule buffers at top level, the network under ``dir_bone_estimator``.
+"""The DDHPose wrapper (docs/model.md "Bone diffusion"): diffusion schedule buffers + the HST
+denoiser, training forward and DDIM sampling. Its state_dict names equal the reference's exactly
+(docs/model.md "Checkpoint formats"): the 12 float64 schedule buffers at top level, the network
+under ``dir_bone_estimator``.
 
 Units: the network works in metres. ``unit_scale`` is 1 for Human3.6M and 1000 for MPI-INF-3DHP,
 whose reference model takes millimetres, divides by 1000 inside and multiplies outputs by 1000
-(§8.2); ``forward`` and ``sample`` take and return metres × ``unit_scale``.
+(docs/model.md "Quirks: 3DHP units"); ``forward`` and ``sample`` take and return metres ×
+``unit_scale``.
 
 Keep the schedule buffers float64: do not call ``.half()``/``.float()``/``.double()`` on the whole
 module (they would cast the buffers); move it with ``.to(device)`` only.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,47 +41,59 @@ DATASETS = ("h36m", "3dhp")
 
 @dataclass
 class ModelConfig:
-    """Architecture and diffusion settings (defaults = the paper's Human3.6M model).
+    """Architecture and diffusion settings: ``data.dataset`` plus the ``model`` section of
+    params.yaml, under the same names (no defaults: the demo's values live in params.yaml, the
+    paper's in ``configs/``; :meth:`from_params` is the adapter).
 
     dataset: ``"h36m"`` or ``"3dhp"`` (skeleton tables and units); width C, depth L (1 plain +
     L−1 hierarchical layers), heads, mlp_ratio, frames F, timesteps T, scale (signal scale),
-    drop_path (maximum stochastic-depth rate, training only), qkv_bias, xc_layout
-    (``"reference"`` | ``"transpose"``, see :mod:`ddhpose.model.denoiser`), eta (DDIM), clamp
-    (bound of noisy inputs and predictions, in units of ``scale``, metres).
+    drop_path (maximum stochastic-depth rate, training only), xc_layout
+    (``"reference"`` | ``"transpose"``, see :mod:`ddhpose.model.denoiser`). Fixed by the
+    original model, not configurable in params.yaml: qkv_bias, eta (DDIM), clamp (bound of noisy
+    inputs and predictions, in units of ``scale``, metres).
     """
 
-    dataset: str = "h36m"
-    width: int = 512
-    depth: int = 8
-    heads: int = 8
-    mlp_ratio: float = 2.0
-    frames: int = 243
-    timesteps: int = 1000
-    scale: float = 1.0
-    drop_path: float = 0.1
+    dataset: str
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    frames: int
+    timesteps: int
+    scale: float
+    drop_path: float
+    xc_layout: str
     qkv_bias: bool = True
-    xc_layout: str = "reference"
     eta: float = 1.0
     clamp: float = 1.1
+
+    @classmethod
+    def from_params(cls, dataset: str, model: Any) -> ModelConfig:
+        """The config of params.yaml's ``model`` section (any object with its field names)."""
+        return cls(dataset=dataset, **{f.name: getattr(model, f.name) for f in fields(cls)
+                                       if f.name != "dataset" and hasattr(model, f.name)})
 
     def validate(self) -> ModelConfig:
         """Raise :class:`ConfigError` naming the first bad field; return self."""
         if self.dataset not in DATASETS:
-            raise ConfigError("model.dataset", f"must be one of {DATASETS}, got {self.dataset!r}")
+            raise ConfigError("data.dataset", f"must be one of {'|'.join(DATASETS)}, "
+                                              f"got {self.dataset!r}")
         if self.xc_layout not in XC_LAYOUTS:
-            raise ConfigError("model.xc_layout",
-                              f"must be one of {XC_LAYOUTS}, got {self.xc_layout!r}")
+            raise ConfigError("model.xc_layout", f"must be one of {'|'.join(XC_LAYOUTS)}, "
+                                                 f"got {self.xc_layout!r}")
         for name in ("width", "depth", "heads", "frames", "timesteps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"model.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.width % self.heads:
-            raise ConfigError("model.width", f"{self.width} is not divisible by heads={self.heads}")
+            raise ConfigError("model.width", f"must be divisible by model.heads ({self.heads}), "
+                                             f"got {self.width}")
         if self.width % 2 or self.width < 4:
             raise ConfigError("model.width", f"must be even and >= 4, got {self.width}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError("model.drop_path", f"must be in [0, 1), got {self.drop_path}")
-        if self.scale <= 0 or self.clamp <= 0 or self.mlp_ratio <= 0:
-            raise ConfigError("model.scale/clamp/mlp_ratio", "must be positive")
+        for name in ("mlp_ratio", "scale", "clamp"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"model.{name}", f"must be > 0, got {getattr(self, name)}")
         return self
 
     @classmethod
@@ -87,6 +103,10 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"model.{unknown[0]}", "unknown model setting")
+        missing = [f.name for f in fields(cls)
+                   if f.name not in d and f.default is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"model.{missing[0]}", "missing model setting")
         return cls(**d).validate()
 
 
@@ -102,9 +122,9 @@ class DDHPose(nn.Module):
     #: :meth:`denoise`); small models (e.g. width 64) are not chunked below this size.
     chunk_elements: int = 4608 * 512
 
-    def __init__(self, config: ModelConfig | None = None, *, amp: bool = False) -> None:
+    def __init__(self, config: ModelConfig, *, amp: bool = False) -> None:
         super().__init__()
-        self.config = (config or ModelConfig()).validate()
+        self.config = config.validate()
         self.skeleton: Skeleton = get_skeleton(self.config.dataset)
         self.amp = amp
         for name, buf in cosine_schedule(self.config.timesteps).items():
@@ -192,7 +212,8 @@ class DDHPose(nn.Module):
         self, x2d: Tensor, x3d: Tensor, noise: NoiseSpec = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Training forward (§5.2): noise the GT bones with one t per clip and predict x̂0.
+        """Training forward (docs/model.md "Training forward"): noise the GT bones with one t per
+        clip and predict x̂0.
 
         x2d (B,F,J,2) normalised; x3d (B,F,J,3) root-relative (root = 0), metres × unit_scale.
         ``noise``/``generator``: see :class:`~ddhpose.model.diffusion.RandomDraws` (a replayed list
@@ -215,8 +236,9 @@ class DDHPose(nn.Module):
         generator: torch.Generator | None = None, x2d_flip: Tensor | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """DDIM sampling with flip TTA (§5.3): x2d (B,F,J,2) -> (B,K,H,F,J,3), metres × unit_scale,
-        root NOT zeroed. Runs in eval mode (no drop-path) and restores the previous mode.
+        """DDIM sampling with flip TTA (docs/model.md "The sampler"): x2d (B,F,J,2) ->
+        (B,K,H,F,J,3), metres × unit_scale, root NOT zeroed. Runs in eval mode (no drop-path) and
+        restores the previous mode.
 
         ``dtype=torch.bfloat16`` runs the denoiser in bfloat16 (:meth:`denoise`; faster on CPUs
         with bfloat16 matmul units, less accurate — see ``reports/bench.md``); the DDIM update

@@ -1,12 +1,14 @@
-"""The hierarchical spatial-temporal denoiser (the reference's ``MixSTE2``, spec §4).
+"""The hierarchical spatial-temporal denoiser (the reference's ``MixSTE2``).
+
+See docs/model.md "The denoiser".
 
 Input: 2D keypoints and noisy bone slots; output: the clean 3D pose x̂0 in metres. One plain
 spatial/temporal layer, then ``depth - 1`` hierarchical layers: HRST (spatial attention whose
-scores are edited along the kinematic chains, §4.5) and HRTT (temporal attention with extra keys
-from a child-mean feature, §4.6). All dataset tables (levels, chains, children) come from the
-:class:`~ddhpose.skeleton.Skeleton`, so the MPI-INF-3DHP variant (§8.2) is the same classes.
+scores are edited along the kinematic chains) and HRTT (temporal attention with extra keys from
+a child-mean feature). All dataset tables (levels, chains, children) come from the
+:class:`~ddhpose.skeleton.Skeleton`, so the MPI-INF-3DHP variant is the same classes.
 
-Child-feature layout (``xc_layout``), see §4.6 and §12.3:
+Child-feature layout (``xc_layout``), see docs/model.md "Quirks: HRTT child reshape":
 
 * ``"reference"`` (default, checkpoint compatible): the child-mean feature (B', F, J, C) is
   *flat-reshaped* into temporal rows (B'·J, F, C), exactly like the authors' code. Row
@@ -53,8 +55,10 @@ class HierarchicalAttention(Attention):
     """Attention of a hierarchical block; ``spatial`` selects HRST or HRTT behaviour.
 
     * spatial (HRST): pre-softmax scores (N, heads, J, J) are averaged along the kinematic
-      chains, in place and in order (§4.5); ``qkv_xc`` is unused (kept for the reference layout).
-    * temporal (HRTT): keys get the extra term k_xc = qkv_xc(norm1(xc)) (§4.6); since
+      chains, in place and in order; ``qkv_xc`` is unused (kept for the reference layout).
+      See docs/model.md "HRST: chain-edited spatial attention".
+    * temporal (HRTT): keys get the extra term k_xc = qkv_xc(norm1(xc)) (docs/model.md
+      "HRTT: child-feature temporal attention"); since
       q·kᵀ + q·k_xcᵀ = q·(k + k_xc)ᵀ the fused kernel is used on k + k_xc.
     """
 
@@ -135,7 +139,7 @@ def chain_triples(skel: Skeleton) -> tuple[tuple[int, int, int], ...]:
 
 
 class HSTDenoiser(nn.Module):
-    """MixSTE2: (x2d, noisy bone slots, t) -> x̂0. Parameter names equal the reference's (§10).
+    """MixSTE2: (x2d, noisy bone slots, t) -> x̂0. Parameter names equal the reference's.
 
     Args:
         skeleton: joint layout providing levels, chains and children tables.
@@ -243,7 +247,8 @@ class HSTDenoiser(nn.Module):
     # --- forward --------------------------------------------------------------------------------
 
     def embed(self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor) -> Tensor:
-        """Token embedding (§4.3): (B,F,J,2), (B,H,F,J,3), (B,H,F,J,1), (B,) -> (B·H·F, J, C)."""
+        """Token embedding (docs/model.md "Token embedding"): (B,F,J,2), (B,H,F,J,3), (B,H,F,J,1),
+        (B,) -> (B·H·F, J, C)."""
         b, h, f, j, _ = bone_dir.shape
         x2d_h = x2d.unsqueeze(1).expand(b, h, f, j, x2d.shape[-1])
         tokens = torch.cat((x2d_h, bone_dir, bone_len), dim=-1).reshape(b * h * f, j, 6)

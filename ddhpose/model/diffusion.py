@@ -1,9 +1,10 @@
-"""Diffusion of the bone variables (spec §5.1–5.3): cosine schedule, training-time noising, DDIM
-time pairs, and an injectable source of random draws.
+"""Diffusion of the bone variables (docs/model.md "Bone diffusion"): cosine schedule, training-time
+noising, DDIM time pairs, and an injectable source of random draws.
 
-The schedule lives in float64 (12 named buffers, the reference's state_dict entries, §10); every
+The schedule lives in float64 (12 named buffers, the reference's state_dict entries); every
 expression that multiplies a per-sample schedule value with float32 activations is evaluated in
-float64 and cast back to float32, as the reference does (§4.7).
+float64 and cast back to float32, as the reference does (docs/model.md
+"Quirks: diffusion arithmetic in float64").
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def cosine_betas(timesteps: int = 1000, s: float = 0.008) -> Tensor:
 
 
 def cosine_schedule(timesteps: int = 1000, s: float = 0.008) -> dict[str, Tensor]:
-    """The 12 float64 schedule buffers of §5.1, in the reference's state_dict order, each (T,)."""
+    """The 12 float64 schedule buffers (docs/model.md "Noise schedule"), in the reference's
+    state_dict order, each (T,)."""
     betas = cosine_betas(timesteps, s)
     alphas = 1.0 - betas
     abar = torch.cumprod(alphas, dim=0)
@@ -148,7 +150,7 @@ class RandomDraws:
         return x.to(device=device, dtype=torch.long)
 
 
-# --- training-time noising (§5.2) -----------------------------------------------------------------
+# --- training-time noising (docs/model.md "Training forward") --------------------------------
 
 
 def extract(buf: Tensor, t: Tensor, ndim: int) -> Tensor:

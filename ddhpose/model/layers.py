@@ -1,8 +1,9 @@
-"""Transformer building blocks of the denoiser (spec §4.1–4.2): stochastic depth, truncated-normal
-init, MLP, multi-head self-attention and the plain pre-norm block.
+"""Transformer building blocks of the denoiser (docs/model.md "Layer order"): stochastic depth,
+truncated-normal init, MLP, multi-head self-attention and the plain pre-norm block.
 
-Written from the spec; no timm. Submodule names (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
-``mlp.fc1``, ``mlp.fc2``) equal the reference's so its state_dict loads with ``strict=True``.
+No timm (docs/model.md "Done differently"). Submodule names (``norm1``, ``attn.qkv``, ``attn.proj``,
+``norm2``, ``mlp.fc1``, ``mlp.fc2``) equal the reference's so its state_dict loads with
+``strict=True``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Training losses (spec §6): MPJPE + bone-length MSE + bone-direction squared distance.
+"""Training losses (docs/model.md "Losses"): MPJPE + bone-length MSE + bone-direction squared
+distance.
 
 Unit-agnostic: the losses are computed in whatever unit the tensors carry. The reference trains
-Human3.6M in metres and MPI-INF-3DHP in millimetres (its model outputs mm, §8.2), so for 3DHP pass
-mm tensors (the model's ``forward`` output and the mm ground truth) to follow it: MPJPE in mm,
-length term in mm², direction term unitless.
+Human3.6M in metres and MPI-INF-3DHP in millimetres (its model outputs mm: docs/model.md
+"Quirks: 3DHP units"), so for 3DHP pass mm tensors (the model's ``forward`` output and the mm ground
+truth) to follow it: MPJPE in mm, length term in mm², direction term unitless.
 """
 
 from __future__ import annotations

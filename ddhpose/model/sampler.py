@@ -1,14 +1,15 @@
-"""DDIM sampling of bone slots with flip test-time augmentation inside every step (spec §5.3).
+"""DDIM sampling of bone slots with flip test-time augmentation inside every step
+(docs/model.md "The sampler").
 
 H hypotheses are H independent noise draws batched along the H axis; the flipped pass is
 concatenated along the batch axis, so each DDIM step is ONE denoiser call on 2·B clips.
 
-3DHP slot bug (spec §8.2, §12.9), reproduced on purpose: the reference computes the noise implied
-by the prediction from slots ``1:17`` of the noisy state for *every* dataset, while 3DHP stores its
-bones in slots 0..13, 15, 16 (root 14). The update writes the new state into the skeleton's bone
-slots. For Human3.6M both coincide (bones in slots 1..16); for 3DHP the implied noise mixes in the
-pure-noise root slot and misaligns bones 0..13 by one slot. Pass ``implied_noise_slots=None`` to
-use the skeleton's bone slots (the corrected behaviour).
+3DHP slot bug (docs/model.md "Quirks: 3DHP slot mismatch"), reproduced on purpose: the reference
+computes the noise implied by the prediction from slots ``1:17`` of the noisy state for *every*
+dataset, while 3DHP stores its bones in slots 0..13, 15, 16 (root 14). The update writes the new
+state into the skeleton's bone slots. For Human3.6M both coincide (bones in slots 1..16); for 3DHP
+the implied noise mixes in the pure-noise root slot and misaligns bones 0..13 by one slot. Pass
+``implied_noise_slots=None`` to use the skeleton's bone slots (the corrected behaviour).
 """
 
 from __future__ import annotations

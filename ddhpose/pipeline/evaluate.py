@@ -90,9 +90,8 @@ def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> lis
     except ImportError:  # pragma: no cover - viz is part of the package
         return []
     from ddhpose.camera import image_coordinates
-    from ddhpose.evaluation.report import HEADLINE_NAMES
 
-    agg = HEADLINE_NAMES.get(params.eval.headline, params.eval.headline)
+    agg = params.eval.headline
     out = []
     frames = int(min(2 * 50, min(test.seq_length)))
     for seq in list(test.sequences())[:n]:

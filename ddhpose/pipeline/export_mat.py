@@ -1,8 +1,8 @@
 """Stage ``export_mat``: the four aggregations as ``reports/export/inference_data_<agg>.mat``.
 
 MPI-INF-3DHP: variables ``TS1..TS6`` (3, 17, N, K) mm root-relative — the official MATLAB
-evaluation script runs on them unchanged (spec §8.3). Human3.6M: the same layout with one variable
-per sequence (``S9_Walking_1_cam0``)."""
+evaluation script runs on them unchanged (docs/model.md "The .mat export"). Human3.6M: the same
+layout with one variable per sequence (``S9_Walking_1_cam0``)."""
 
 from __future__ import annotations
 

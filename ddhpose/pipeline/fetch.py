@@ -43,12 +43,6 @@ MPI_TEST_DIR = "mpi_inf_3dhp_test_set"
 SOURCE_FILE = "SOURCE.json"
 _TS_ANNOT = re.compile(rf"^{MPI_TEST_DIR}/TS[1-6]/annot_data\.mat$")
 _CHUNK = 1 << 20
-# SyntheticConfig field -> params.yaml key, for the generator's own ConfigErrors
-_SYNTHETIC_KEYS = {
-    "synthetic.frames_per_sequence": "data.synthetic.frames",
-    "synthetic.subjects": "data.subjects_train",
-    "synthetic.actions": "data.actions",
-}
 _HINTS = {
     H36M_3D: "create it with VideoPose3D's prepare_data_h36m.py as described in its DATASETS.md",
     MPI_TRAIN: "create it with D3DP's MPI-INF-3DHP preprocessing",
@@ -134,21 +128,7 @@ def _synthetic(cfg: DataParams, out_dir: Path) -> str:
     from ddhpose.synthetic.h36m import write_synthetic_h36m
     from ddhpose.synthetic.mpi3dhp import write_synthetic_3dhp
 
-    s = cfg.synthetic
-    wanted = {
-        "seed": s.seed, "frames_per_sequence": s.frames, "subactions": s.subactions,
-        "jitter_px": s.jitter_px, "bias_px": s.bias_px, "outlier_rate": s.outlier_rate,
-        "outlier_px": s.outlier_px,
-        "subjects": tuple(cfg.subjects_train) + tuple(cfg.subjects_test),
-        "actions": None if cfg.actions == "*" else tuple(cfg.actions),
-    }
-    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    if cfg.dataset == "3dhp":
-        wanted.pop("subjects")  # 3DHP has fixed train subjects and test sequences
-    try:
-        syn_cfg = SyntheticConfig(**{k: v for k, v in wanted.items() if k in known})
-    except ConfigError as exc:  # name the params.yaml key, not the generator's field
-        raise ConfigError(_SYNTHETIC_KEYS.get(exc.key, f"data.{exc.key}"), exc.problem) from exc
+    syn_cfg = SyntheticConfig.from_params(cfg)
     if cfg.dataset == "h36m":
         write_synthetic_h36m(out_dir, syn_cfg)
         if not (out_dir / h36m_2d_name(cfg.keypoints)).is_file():

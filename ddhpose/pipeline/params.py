@@ -13,6 +13,12 @@ Named configurations (``configs/*.yaml``) hold only overridden keys;
 ``python -m ddhpose.pipeline.params apply configs/paper_h36m_cpn.yaml`` deep-merges one into
 ``params.yaml``, validates the result and rewrites the file atomically, comments included
 (the file is rendered from the field docs below).
+
+One set of defaults: the demo's values live in ``params.yaml`` only (the schema below has types
+and docs, no values); the paper's values in ``configs/``. The library's configs use the same key
+names: the ``train`` section IS :class:`ddhpose.training.config.TrainConfig`, and
+:class:`ddhpose.model.ModelConfig` / :class:`ddhpose.synthetic.config.SyntheticConfig` are built
+from their sections by one-line ``from_params`` adapters, which also hold the value rules.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
+from ddhpose.model.denoiser import XC_LAYOUTS
 from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
-from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, XC_LAYOUTS, validate
+from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, validate
 from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
+from ddhpose.training.config import TrainConfig as TrainParams
+from ddhpose.training.config import doc
 
 __all__ = [
     "DATASETS", "HEADLINES", "SOURCES", "XC_LAYOUTS", "DataParams", "EvalParams", "ModelParams",
@@ -39,104 +48,70 @@ __all__ = [
 ]
 
 
-def _f(default: Any, doc: str) -> Any:
-    """A dataclass field with a default (lists/dicts via factory) and a one-line doc."""
-    if isinstance(default, list):
-        items = tuple(default)
-        return field(default_factory=lambda: items, metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
-
-
 # --- the schema -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class SyntheticParams:
-    seed: int = _f(0, "random seed of the synthetic generator")
-    frames: int = _f(300, "frames per synthetic sequence")
-    subactions: int = _f(1, "sub-actions per action (e.g. 'Walking 1', 'Walking 2')")
-    jitter_px: float = _f(3.0, "std of per-frame 2D detection noise (pixels)")
-    bias_px: float = _f(2.0, "std of per-sequence, per-joint 2D detection bias (pixels)")
-    outlier_rate: float = _f(0.01, "fraction of 2D joints replaced by outliers (0..1)")
-    outlier_px: float = _f(40.0, "std of the outlier displacement (pixels)")
+    seed: int = doc("random seed of the synthetic generator")
+    frames: int = doc("frames per synthetic sequence")
+    subactions: int = doc("sub-actions per action (e.g. 'Walking 1', 'Walking 2')")
+    jitter_px: float = doc("std of per-frame 2D detection noise (pixels)")
+    bias_px: float = doc("std of per-sequence, per-joint 2D detection bias (pixels)")
+    outlier_rate: float = doc("fraction of 2D joints replaced by outliers (0..1)")
+    outlier_px: float = doc("std of the outlier displacement (pixels)")
 
 
 @dataclass(frozen=True)
 class DataParams:
-    dataset: str = _f("h36m", "h36m | 3dhp")
-    source: str = _f("synthetic", "synthetic | local (copy from data.path) | url (download)")
-    path: str = _f("", "local directory holding the dataset files (source: local)")
-    url: str = _f("", "base URL; files are fetched from <url>/<file name> (source: url)")
-    sha256: dict[str, str] = field(
-        default_factory=dict,
-        metadata={"doc": "file name -> hex sha256; required for url, checked when given"},
-    )
-    keypoints: str = _f("detections", "2D file data_2d_h36m_<keypoints>.npz (CPN: cpn_ft_h36m_dbb)")
-    subjects_train: tuple[str, ...] = _f(["S1", "S5", "S6", "S7", "S8"], "H36M training subjects")
-    subjects_test: tuple[str, ...] = _f(["S9", "S11"], "H36M test subjects")
-    actions: str | tuple[str, ...] = _f("*", "'*' or a list of action-name prefixes")
-    synthetic: SyntheticParams = field(
-        default_factory=SyntheticParams,
-        metadata={"doc": "synthetic data generator (source: synthetic)"},
-    )
+    dataset: str = doc("h36m | 3dhp")
+    source: str = doc("synthetic | local (copy from data.path) | url (download)")
+    path: str = doc("local directory holding the dataset files (source: local)")
+    url: str = doc("base URL; files are fetched from <url>/<file name> (source: url)")
+    sha256: dict[str, str] = doc("file name -> hex sha256; required for url, checked when given")
+    keypoints: str = doc("2D file data_2d_h36m_<keypoints>.npz (CPN: cpn_ft_h36m_dbb)")
+    subjects_train: tuple[str, ...] = doc("H36M training subjects")
+    subjects_test: tuple[str, ...] = doc("H36M test subjects")
+    actions: str | tuple[str, ...] = doc("'*' or a list of action-name prefixes")
+    synthetic: SyntheticParams = doc("synthetic data generator (source: synthetic)")
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    width: int = _f(64, "channel width C (paper 512); divisible by heads")
-    depth: int = _f(3, "spatial-temporal layers L (paper 8)")
-    heads: int = _f(8, "attention heads")
-    mlp_ratio: float = _f(2.0, "MLP hidden width / C")
-    frames: int = _f(27, "frames per clip F (paper 243)")
-    timesteps: int = _f(1000, "diffusion steps T")
-    scale: float = _f(1.0, "signal scale of the diffused bones")
-    drop_path: float = _f(0.1, "max stochastic-depth rate while training (0 when sampling)")
-    xc_layout: str = _f("reference", "reference (flat reshape, parity) | transpose (intended)")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    epochs: int = _f(8, "training epochs (paper 400)")
-    batch_clips: int = _f(4, "clips per optimiser step (global batch)")
-    lr: float = _f(1.0e-4, "AdamW initial learning rate")
-    lr_decay: float = _f(0.993, "lr multiplier after every epoch, in (0, 1]")
-    weight_decay: float = _f(0.1, "AdamW weight decay")
-    w_len: float = _f(1.0, "weight of the bone-length loss")
-    w_dir: float = _f(1.0, "weight of the bone-direction loss")
-    loss_scaled_grad: bool = _f(True, "reference backward(loss): gradient scaled by the loss")
-    flip_augment: bool = _f(True, "random horizontal flip of training clips")
-    seed: int = _f(1, "torch/numpy/random seed")
-    shuffle_seed: int = _f(1234, "seed of the clip shuffling generator")
-    checkpoint_every: int = _f(5, "save models/checkpoints/epoch_N.pt every N epochs (0 = never)")
-    validate: bool = _f(True, "validate (H=1, K=1) after every epoch; picks best.pt")
-    num_workers: int = _f(0, "data loader worker processes")
-    grad_clip: float = _f(0.0, "max gradient norm (0 = off)")
-    amp: bool = _f(False, "mixed precision (CUDA only)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    width: int = doc("channel width C (paper 512); divisible by heads")
+    depth: int = doc("spatial-temporal layers L (paper 8)")
+    heads: int = doc("attention heads")
+    mlp_ratio: float = doc("MLP hidden width / C")
+    frames: int = doc("frames per clip F (paper 243)")
+    timesteps: int = doc("diffusion steps T")
+    scale: float = doc("signal scale of the diffused bones")
+    drop_path: float = doc("max stochastic-depth rate while training (0 when sampling)")
+    xc_layout: str = doc("reference (flat reshape, parity) | transpose (intended)")
 
 
 @dataclass(frozen=True)
 class SampleParams:
-    hypotheses: int = _f(5, "hypotheses H per clip")
-    steps: int = _f(3, "DDIM steps K (<= model.timesteps)")
-    batch_clips: int = _f(4, "clips per sampler call (P-Best picks one hypothesis per batch)")
-    seed: int = _f(0, "seed of the initial noise")
-    save_hypotheses: bool = _f(False, "also save all H hypotheses (large)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = _f("float32", "denoiser precision: float32 | bfloat16 (faster on CPUs with bf16 "
-                    "units; accuracy cost in reports/bench.md)")
+    hypotheses: int = doc("hypotheses H per clip")
+    steps: int = doc("DDIM steps K (<= model.timesteps)")
+    batch_clips: int = doc("clips per sampler call (P-Best picks one hypothesis per batch)")
+    seed: int = doc("seed of the initial noise")
+    save_hypotheses: bool = doc("also save all H hypotheses (large)")
+    device: str = doc("auto | cpu | cuda | cuda:N")
+    dtype: str = doc("denoiser precision: float32 | bfloat16 (faster on CPUs with bf16 "
+                     "units; accuracy cost in reports/bench.md)")
 
 
 @dataclass(frozen=True)
 class EvalParams:
-    headline: str = _f("j_agg", "aggregation in metrics.json: p_best | p_agg | j_best | j_agg")
-    render_clips: int = _f(2, "clips rendered as plots (0 = none)")
+    headline: str = doc("aggregation in metrics.json: j_agg | p_agg | p_best_oracle | "
+                        "j_best_oracle")
+    render_clips: int = doc("clips rendered as plots (0 = none)")
 
 
 @dataclass(frozen=True)
 class TrackingParams:
-    enabled: bool = _f(True, "log to MLflow (false: offline JSON lines only)")
-    experiment_prefix: str = _f("ddhpose", "MLflow experiment name = <prefix>-<dataset>")
+    enabled: bool = doc("log to MLflow (false: offline JSON lines only)")
+    experiment_prefix: str = doc("MLflow experiment name = <prefix>-<dataset>")
 
 
 SECTIONS: dict[str, type] = {
@@ -150,7 +125,7 @@ SECTIONS: dict[str, type] = {
 SECTION_DOCS = {
     "data": "what fetch_data / preprocess read",
     "model": "the denoiser (HSTDenoiser) and diffusion schedule",
-    "train": "training recipe (spec §6)",
+    "train": 'training recipe (docs/model.md "Training")',
     "sample": "DDIM sampling of the test set",
     "eval": "metrics and plots",
     "tracking": "MLflow tracking",
@@ -159,12 +134,12 @@ SECTION_DOCS = {
 
 @dataclass(frozen=True)
 class Params:
-    data: DataParams = field(default_factory=DataParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    sample: SampleParams = field(default_factory=SampleParams)
-    eval: EvalParams = field(default_factory=EvalParams)
-    tracking: TrackingParams = field(default_factory=TrackingParams)
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    sample: SampleParams
+    eval: EvalParams
+    tracking: TrackingParams
 
     @classmethod
     def from_dict(cls, d: Any) -> Params:
@@ -285,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--out", default=None, help="output file (default: the base file)")
     c = sub.add_parser("check", help="validate a params file")
     c.add_argument("path", nargs="?", default="params.yaml")
-    sub.add_parser("defaults", help="print the default params.yaml")
+    r = sub.add_parser("render", help="print a params file as this schema renders it")
+    r.add_argument("path", nargs="?", default="params.yaml")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "apply":
@@ -296,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             load_params(args.path)
             print(f"{args.path}: ok")
         else:
-            sys.stdout.write(render_yaml(Params()))
+            sys.stdout.write(render_yaml(load_params(args.path)))
     except DDHPoseError as exc:
         print(f"params: error: {exc}", file=sys.stderr)
         return 2

@@ -19,16 +19,13 @@ from ddhpose.errors import CheckpointError
 from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint
 from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.training.config import TRAJECTORY_FIELDS, coerce_train_config
+from ddhpose.training.config import TRAJECTORY_FIELDS
 from ddhpose.training.loop import train
 
 
 def model_config(params: Any) -> ModelConfig:
     """The ``ModelConfig`` of params.yaml's ``model`` section for ``data.dataset``."""
-    m = params.model
-    return ModelConfig(dataset=params.data.dataset, width=m.width, depth=m.depth, heads=m.heads,
-                       mlp_ratio=m.mlp_ratio, frames=m.frames, timesteps=m.timesteps,
-                       scale=m.scale, drop_path=m.drop_path, xc_layout=m.xc_layout).validate()
+    return ModelConfig.from_params(params.data.dataset, params.model).validate()
 
 
 def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> str | None:
@@ -41,7 +38,7 @@ def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> s
     want = dataclasses.asdict(model_cfg)
     changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
     stored = (ckpt.get("train_state") or {}).get("train_config") or {}
-    now = coerce_train_config(train_params).as_dict()
+    now = train_params.as_dict()
     changed += [f"train.{k}" for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
     return ", ".join(changed) or None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -14,43 +16,60 @@ from ddhpose.synthetic.actions import H36M_ACTIONS
 MPI3DHP_TEST_SEQUENCES = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 MPI3DHP_TRAIN_CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
 
+
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What to generate. Pixel values are standard deviations in pixels.
+    """What to generate: params.yaml's ``data.synthetic`` keys under the same names, plus the
+    subjects and actions of ``data.*`` (:meth:`from_params` is the adapter; no defaults, the demo's
+    values live in params.yaml). Pixel values are standard deviations in pixels.
 
     ``actions`` holds action names or name prefixes (``None`` = all 15); ``outlier_rate`` is the
     approximate fraction of detected (frame, joint) entries hit by an outlier (limb swaps and
-    jumps of ~``outlier_px``). The ``mpi3dhp_*`` fields shape the MPI-INF-3DHP files.
+    jumps of ~``outlier_px``). The ``mpi3dhp_*`` fields shape the MPI-INF-3DHP files (fixed by
+    the generator, not params).
     """
 
-    seed: int = 0
-    frames_per_sequence: int = 300
-    subjects: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
-    actions: tuple[str, ...] | None = H36M_ACTIONS
-    subactions: int = 1
-    jitter_px: float = 3.0
-    bias_px: float = 2.0
-    outlier_rate: float = 0.01
-    outlier_px: float = 40.0
+    seed: int
+    frames: int
+    subactions: int
+    jitter_px: float
+    bias_px: float
+    outlier_rate: float
+    outlier_px: float
+    subjects: tuple[str, ...]
+    actions: tuple[str, ...] | None
     mpi3dhp_subjects: int = 8
     mpi3dhp_sequences: int = 2
     mpi3dhp_cameras: tuple[int, ...] = MPI3DHP_TRAIN_CAMERAS
     mpi3dhp_test_sequences: tuple[str, ...] = field(default=MPI3DHP_TEST_SEQUENCES)
 
+    @classmethod
+    def from_params(cls, data: Any) -> SyntheticConfig:
+        """From params.yaml's ``data`` section: ``data.synthetic.*``, the train and test subjects
+        (Human3.6M; the synthetic 3DHP files have fixed subjects) and ``data.actions``
+        (``'*'`` = all)."""
+        actions = None if data.actions == "*" else tuple(data.actions)
+        subjects = (tuple(data.subjects_train) + tuple(data.subjects_test)
+                    if data.dataset == "h36m" else ())
+        return cls(subjects=subjects, actions=actions, **dataclasses.asdict(data.synthetic))
+
     def __post_init__(self) -> None:
-        if self.frames_per_sequence < 2:
-            raise ConfigError("synthetic.frames_per_sequence", "must be >= 2")
+        key = "data.synthetic"
+        if self.seed < 0:
+            raise ConfigError(f"{key}.seed", f"must be >= 0, got {self.seed}")
+        if self.frames < 2:
+            raise ConfigError(f"{key}.frames", f"must be >= 2, got {self.frames}")
         if self.subactions < 1:
-            raise ConfigError("synthetic.subactions", "must be >= 1")
-        unknown = [s for s in self.subjects if s not in H36M_SUBJECTS]
-        if unknown:
-            raise ConfigError("synthetic.subjects", f"unknown subjects {unknown} "
-                                                    f"(known: {list(H36M_SUBJECTS)})")
+            raise ConfigError(f"{key}.subactions", f"must be >= 1, got {self.subactions}")
         for name in ("jitter_px", "bias_px", "outlier_px"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"synthetic.{name}", "must be >= 0")
+                raise ConfigError(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.outlier_rate <= 1:
-            raise ConfigError("synthetic.outlier_rate", "must be in [0, 1]")
+            raise ConfigError(f"{key}.outlier_rate", f"must be in [0, 1], got {self.outlier_rate}")
+        unknown = [s for s in self.subjects if s not in H36M_SUBJECTS]
+        if unknown:
+            raise ConfigError("data.subjects_train", f"unknown subjects {unknown} "
+                                                     f"(known: {list(H36M_SUBJECTS)})")
         bad = [s for s in self.mpi3dhp_test_sequences if s not in MPI3DHP_TEST_SEQUENCES]
         if bad:
             raise ConfigError("synthetic.mpi3dhp_test_sequences", f"unknown sequences {bad}")
@@ -62,8 +81,8 @@ class SyntheticConfig:
             return H36M_ACTIONS
         for name in self.actions:
             if not any(a.startswith(name) for a in H36M_ACTIONS):
-                raise ConfigError("synthetic.actions", f"'{name}' matches no action "
-                                                       f"(known: {list(H36M_ACTIONS)})")
+                raise ConfigError("data.actions", f"'{name}' matches no action "
+                                                  f"(known: {list(H36M_ACTIONS)})")
         return tuple(a for a in H36M_ACTIONS if any(a.startswith(n) for n in self.actions))
 
 

@@ -57,7 +57,7 @@ def synthesize_h36m_3d(cfg: SyntheticConfig) -> dict[str, dict[str, np.ndarray]]
         out[subject] = {
             name: generate_motion(
                 action, body, style, stream(cfg.seed, "h36m-motion", subject, name),
-                cfg.frames_per_sequence,
+                cfg.frames,
             ).astype(np.float32)
             for action, name in h36m_sequence_names(cfg, subject)
         }
@@ -107,13 +107,12 @@ def detect(gt_px: np.ndarray, cfg: SyntheticConfig, rng: np.random.Generator) ->
 
 
 def write_synthetic_h36m(
-    out_dir: str | Path, cfg: SyntheticConfig | None = None
+    out_dir: str | Path, cfg: SyntheticConfig
 ) -> dict[str, Path]:
     """Write ``data_3d_h36m.npz``, ``data_2d_h36m_gt.npz`` and ``data_2d_h36m_detections.npz``.
 
     Returns ``{"3d": path, "2d_gt": path, "2d_detections": path}``.
     """
-    cfg = cfg or SyntheticConfig()
     out_dir = Path(out_dir)
     positions_3d = synthesize_h36m_3d(cfg)
     gt: dict[str, dict[str, list[np.ndarray]]] = {}

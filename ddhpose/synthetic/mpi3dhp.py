@@ -1,4 +1,5 @@
-"""Synthetic MPI-INF-3DHP sequences: mixed activities, seen by pinhole cameras (spec §8.1 layout).
+"""Synthetic MPI-INF-3DHP sequences: mixed activities, seen by pinhole cameras (the layout of
+docs/model.md "MPI-INF-3DHP files").
 
 3D is in millimetres in camera coordinates (x right, y down, z forward), 2D in pixels, joints in
 the 17-joint 3DHP order (:data:`ddhpose.skeleton.MPI3DHP17`). Test sequences TS1-TS4 use the
@@ -120,7 +121,7 @@ def synthesize_3dhp_train(cfg) -> dict[str, list[dict[int, dict[str, np.ndarray]
             plan = TRAIN_PLANS[(q - 1) % len(TRAIN_PLANS)]
             pos, _ = activity_motion(
                 stream(cfg.seed, "3dhp-motion", key), stream(cfg.seed, "3dhp-body", s), plan,
-                cfg.frames_per_sequence,
+                cfg.frames,
             )
             rig = stream(cfg.seed, "3dhp-rig", key)
             cams = {}
@@ -137,7 +138,7 @@ def synthesize_3dhp_test(cfg) -> dict[str, dict[str, np.ndarray]]:
     """``{"TS<i>": {"data_3d", "data_2d", "valid", "activity"}}`` for the configured sequences."""
     data: dict[str, dict[str, np.ndarray]] = {}
     for ts in cfg.mpi3dhp_test_sequences:
-        n = cfg.frames_per_sequence
+        n = cfg.frames
         rng = stream(cfg.seed, "3dhp-test", ts)
         pos, activity = activity_motion(rng, stream(cfg.seed, "3dhp-test-body", ts),
                                          TEST_PLANS[ts], n)
@@ -173,13 +174,13 @@ __all__ = [
 
 
 def write_synthetic_3dhp(
-    out_dir: str | Path, cfg: SyntheticConfig | None = None
+    out_dir: str | Path, cfg: SyntheticConfig
 ) -> dict[str, Path]:
-    """Write ``data_train_3dhp_ori.npz`` and ``data_test_3dhp_ori.npz`` (spec §8.1 layout).
+    """Write ``data_train_3dhp_ori.npz`` and ``data_test_3dhp_ori.npz`` (layout: docs/model.md
+    "MPI-INF-3DHP files").
 
     Returns ``{"train": path, "test": path}``.
     """
-    cfg = cfg or SyntheticConfig()
     out_dir = Path(out_dir)
     paths = {
         "train": out_dir / "data_train_3dhp_ori.npz",

@@ -47,15 +47,16 @@ def _facing_front(pose: np.ndarray) -> np.ndarray:
     return (pose - np.array([pose[0, 0], pose[0, 1], 0.0])) @ rot.T
 
 
-def render(path_png: Path, cfg) -> Path:
-    """Write the preview: top row 3D poses (3 instants each), bottom row 2D views."""
+def render_preview(path_png: str | Path, cfg: SyntheticConfig) -> Path:
+    """Write the preview PNG (e.g. ``reports/synthetic_preview.png``): top row 3D poses (3
+    instants each), bottom row 2D views."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
 
-    n = cfg.frames_per_sequence
+    n = cfg.frames
     body = sample_body(stream(cfg.seed, "h36m-body", "S1"))
     style = sample_style(stream(cfg.seed, "h36m-style", "S1"))
     fig = plt.figure(figsize=(3.4 * len(PREVIEW_ACTIONS), 9.0))
@@ -124,8 +125,3 @@ def render(path_png: Path, cfg) -> Path:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return Path(path_png)
-
-
-def render_preview(path_png: str | Path, cfg: SyntheticConfig | None = None) -> Path:
-    """Draw a few synthetic frames to a PNG (see :mod:`ddhpose.synthetic.preview`)."""
-    return render(Path(path_png), cfg or SyntheticConfig(frames_per_sequence=250))

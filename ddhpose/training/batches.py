@@ -1,8 +1,9 @@
 """Batches for the training loop: this rank's share of every global batch, and evaluation batches.
 
-Thin adapter over :mod:`ddhpose.data.clips` (chunking, flip augmentation and shuffling per spec
-§9.4; evaluation clips per §7.1) that adds what the loop needs for DDP: the size of the global
-batch and the offset of this rank's clips inside it (:func:`ddhpose.data.clips.rank_share`).
+Thin adapter over :mod:`ddhpose.data.clips` (chunking, flip augmentation and shuffling per
+docs/model.md "Training clips"; evaluation clips per "Clip cutting") that adds what the loop needs
+for DDP: the size of the global batch and the offset of this rank's clips inside it
+(:func:`ddhpose.data.clips.rank_share`).
 
 A rank whose share of a global batch is empty (a last batch smaller than the world size) still
 runs one dummy clip (the batch's first) with loss weight 0, so that every rank takes part in every
@@ -123,7 +124,8 @@ class TrainBatches:
 
 
 def eval_batches(split: Any, skel: Skeleton, frames: int, batch_clips: int) -> list[EvalBatch]:
-    """Evaluation clips of every sequence of ``split`` (§7.1), ``batch_clips`` per batch."""
+    """Evaluation clips of every sequence of ``split`` (docs/model.md "Clip cutting"),
+    ``batch_clips`` per batch."""
     out: list[EvalBatch] = []
     for seq in eval_clips(split, skel, frames=frames):
         n = seq.x2d.shape[0]

@@ -1,60 +1,71 @@
 """Training configuration and result types of the training library (no dependency on pipeline/).
 
-:class:`TrainConfig` carries the same field names as ``ddhpose.pipeline.params.TrainParams``;
-:func:`coerce_train_config` accepts either (or any object with those attributes).
-Defaults are the reference recipe (spec §6).
+:class:`TrainConfig` is the ``train`` section of ``params.yaml``: same field names, the one-line
+docs that params.yaml shows as comments, and the only value rules (:meth:`TrainConfig.check`).
+It has no defaults: the demo's values live in ``params.yaml``, the paper's in ``configs/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import ConfigError
 
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def doc(text: str) -> Any:
+    """A dataclass field without a default, documented by ``text`` (the params.yaml comment)."""
+    return field(metadata={"doc": text})
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping settings (spec §6 defaults).
+    """Optimisation and bookkeeping settings (params.yaml ``train``).
 
     ``batch_clips`` is the GLOBAL batch: under DDP every rank takes its share of each batch.
-    ``val_batch_clips`` (0 = same as ``batch_clips``) is the number of evaluation clips per
-    validation sampler call. ``grad_clip`` 0 disables clipping; ``amp`` is honoured on CUDA only.
     """
 
-    epochs: int = 400
-    batch_clips: int = 4
-    lr: float = 1e-4
-    lr_decay: float = 0.993
-    weight_decay: float = 0.1
-    w_len: float = 1.0
-    w_dir: float = 1.0
-    loss_scaled_grad: bool = True
-    flip_augment: bool = True
-    seed: int = 1
-    shuffle_seed: int = 1234
-    checkpoint_every: int = 20
-    validate: bool = True
-    num_workers: int = 0
-    grad_clip: float = 0.0
-    amp: bool = False
-    device: str = "auto"
-    val_batch_clips: int = 0
+    epochs: int = doc("training epochs (paper 400)")
+    batch_clips: int = doc("clips per optimiser step (global batch)")
+    lr: float = doc("AdamW initial learning rate (paper 1e-4 for 400 epochs)")
+    lr_decay: float = doc("lr multiplier after every epoch, in (0, 1]")
+    weight_decay: float = doc("AdamW weight decay")
+    w_len: float = doc("weight of the bone-length loss")
+    w_dir: float = doc("weight of the bone-direction loss")
+    loss_scaled_grad: bool = doc("reference backward(loss): gradient scaled by the loss")
+    flip_augment: bool = doc("random horizontal flip of training clips")
+    seed: int = doc("torch/numpy/random seed")
+    shuffle_seed: int = doc("seed of the clip shuffling generator")
+    checkpoint_every: int = doc("save models/checkpoints/epoch_N.pt every N epochs (0 = never)")
+    validate: bool = doc("validate (H=1, K=1) after every epoch; picks best.pt")
+    val_batch_clips: int = doc("clips per validation sampler call (0 = train.batch_clips)")
+    num_workers: int = doc("data loader worker processes")
+    grad_clip: float = doc("max gradient norm (0 = off)")
+    amp: bool = doc("mixed precision (CUDA only)")
+    device: str = doc("auto | cpu | cuda | cuda:N")
 
-    def validated(self) -> TrainConfig:
-        """Return self after checking ranges; raises ConfigError naming the ``train.*`` key."""
+    def check(self) -> TrainConfig:
+        """Return self after checking every value; ConfigError names the ``train.*`` key."""
         checks: list[tuple[str, bool, str]] = [
             ("epochs", self.epochs >= 0, "must be >= 0"),
             ("batch_clips", self.batch_clips >= 1, "must be >= 1"),
             ("lr", self.lr > 0, "must be > 0"),
             ("lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("w_len", self.w_len >= 0, "must be >= 0"),
+            ("w_dir", self.w_dir >= 0, "must be >= 0"),
+            ("seed", self.seed >= 0, "must be >= 0"),
+            ("shuffle_seed", self.shuffle_seed >= 0, "must be >= 0"),
             ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0 (0 = never)"),
+            ("val_batch_clips", self.val_batch_clips >= 0, "must be >= 0"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("grad_clip", self.grad_clip >= 0, "must be >= 0 (0 = off)"),
-            ("val_batch_clips", self.val_batch_clips >= 0, "must be >= 0"),
+            ("device", bool(DEVICE_PATTERN.match(self.device)), "must be auto|cpu|cuda|cuda:N"),
         ]
         for key, ok, problem in checks:
             if not ok:
@@ -75,32 +86,6 @@ TRAJECTORY_FIELDS = (
     "batch_clips", "lr", "lr_decay", "weight_decay", "w_len", "w_dir", "loss_scaled_grad",
     "flip_augment", "seed", "shuffle_seed", "grad_clip", "amp",
 )
-
-
-def coerce_train_config(obj: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a TrainConfig, a TrainParams-like object or a mapping.
-
-    Missing fields take the defaults; values are converted to the field types.
-    """
-    if isinstance(obj, TrainConfig):
-        return obj.validated()
-    getter = obj.get if isinstance(obj, dict) else lambda k, d: getattr(obj, k, d)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default
-        raw = getter(f.name, default)
-        try:
-            if isinstance(default, bool):
-                values[f.name] = bool(raw)
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = str(raw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"train.{f.name}", f"cannot use {raw!r}: {exc}") from exc
-    return TrainConfig(**values).validated()
 
 
 @dataclass

@@ -165,8 +165,9 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     """Wrap ``model`` in DistributedDataParallel when distributed (else return it unchanged).
 
     ``find_unused_parameters=True``: the 7 spatial ``attn.qkv_xc`` layers of the reference model
-    never take part in the forward pass (spec §12.5). Their gradients stay ``None`` under DDP as in
-    a single process, so AdamW skips them in both cases and the weights stay identical.
+    never take part in the forward pass (docs/model.md "Quirks: unused spatial qkv_xc"). Their
+    gradients stay ``None`` under DDP as in a single process, so AdamW skips them in both cases and
+    the weights stay identical.
     """
     if not info.distributed:
         return model

@@ -46,7 +46,8 @@ def draw_clip_noise(
 ) -> ClipNoise:
     """Per clip, in order: ``t = randint(0, T, (1,))``, ``randn(F,J,3)``, ``randn(F,J,1)``.
 
-    The per-clip draw order is the reference's (spec §5.2), made from ``gen`` (CPU).
+    The per-clip draw order is the reference's (docs/model.md "Training forward"), made from ``gen``
+    (CPU).
     """
     ts, dirs, lens = [], [], []
     for _ in range(clips):

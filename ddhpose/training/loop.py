@@ -1,5 +1,5 @@
-"""The training loop (spec §6): AdamW, per-epoch lr decay, loss-scaled gradients, DDP, validation,
-checkpoints every epoch and exact resume.
+"""The training loop (docs/model.md "Training"): AdamW, per-epoch lr decay, loss-scaled gradients,
+DDP, validation, checkpoints every epoch and exact resume.
 
 Exactness contract. ``last.pt`` is written (atomically) after every epoch with the model, the
 optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states of every rank, the
@@ -42,7 +42,6 @@ from ddhpose.training.config import (
     TRAJECTORY_FIELDS,
     TrainConfig,
     TrainResult,
-    coerce_train_config,
 )
 from ddhpose.training.distributed import (
     DistInfo,
@@ -333,7 +332,7 @@ class _Trainer:
 
 def train(
     model_cfg: ModelConfig,
-    train_cfg: Any,
+    train_cfg: TrainConfig,
     train_split: Any,
     val_split: Any,
     out_dir: Path,
@@ -343,15 +342,15 @@ def train(
 ) -> TrainResult:
     """Train DDHPose on ``train_split`` and write checkpoints to ``out_dir``.
 
-    ``train_cfg`` is a :class:`TrainConfig` or any object/dict with its field names (e.g.
-    ``TrainParams``). ``train_split`` / ``val_split`` are ``ProcessedSplit``s (``val_split`` may
-    be None when ``validate`` is False). Run under torchrun for DDP (see
+    ``train_cfg`` is the ``train`` section of params.yaml (:class:`TrainConfig`).
+    ``train_split`` / ``val_split`` are ``ProcessedSplit``s (``val_split`` may be None when
+    ``validate`` is False). Run under torchrun for DDP (see
     :mod:`ddhpose.training.distributed`). ``log_fn(metrics, epoch)`` is called on rank 0 after
     every epoch. With ``resume`` and an existing ``out_dir/last.pt`` training continues from it
     (refused with CheckpointError when it is corrupt or its settings differ); a finished run
     returns its result without training.
     """
-    cfg = coerce_train_config(train_cfg)
+    cfg = train_cfg.check()
     if cfg.validate and val_split is None:
         cfg = dataclasses.replace(cfg, validate=False)
         _note("no validation split given: validation disabled (best.pt = last epoch)")

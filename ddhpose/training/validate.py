@@ -1,4 +1,5 @@
-"""End-of-epoch validation (spec §6): H = 1, K = 1 sampling over the evaluation clips (§7.1).
+"""End-of-epoch validation (docs/model.md "Validation"): H = 1, K = 1 sampling over the
+evaluation clips (docs/model.md "Clip cutting").
 
 Metric: MPJPE in mm after zeroing the root of prediction and ground truth, frame-weighted: the
 sum of per-frame errors over every clip frame divided by the number of clip frames. The last clip

@@ -4,15 +4,16 @@ ablation compares like with like), bfloat16 stays close, and settings are restor
 from __future__ import annotations
 
 import torch
+from demo_config import demo_model
 
 from ddhpose.bench.ablation import VARIANTS, _sample, render_ablation, run_ablation, variant
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model import fused as fused_mod
 
 
 def test_variants_sample_the_same_poses_and_restore_settings():
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    model = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
     x2d = torch.randn(2, 9, 17, 2, generator=torch.Generator().manual_seed(1))
     chunk, min_width = model.chunk_elements, fused_mod.FUSE_MIN_WIDTH
     outs = {}

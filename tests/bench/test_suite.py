@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from demo_config import demo_model
 from torch import nn
 
 from ddhpose.bench.measure import render_markdown
@@ -113,11 +114,11 @@ def test_log_bench_to_mlflow(result, tmp_path, monkeypatch):
 def test_fused_residual_gemms_are_counted():
     """The inference path's in-place addmm_ (fused residual GEMMs, width >= 256) counts like the
     plain Linear path of training."""
-    from ddhpose.model import DDHPose, ModelConfig
+    from ddhpose.model import DDHPose
 
     f = 9
     with torch.device("meta"):
-        model = DDHPose(ModelConfig(width=256, depth=2, frames=f, drop_path=0.5))
+        model = DDHPose(demo_model(width=256, depth=2, frames=f, drop_path=0.5))
         args = (torch.empty(2, f, 17, 2), torch.empty(2, 1, f, 17, 3),
                 torch.empty(2, 1, f, 17, 1), torch.zeros(2, dtype=torch.long))
         with torch.no_grad():
@@ -128,9 +129,9 @@ def test_fused_residual_gemms_are_counted():
 
 def test_chunked_inference_matches_reference(parity_dir):
     """Chunked CPU inference (one clip per chunk here) reproduces the reference sampler."""
-    from ddhpose.model import DDHPose, ModelConfig
+    from ddhpose.model import DDHPose
 
-    model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+    model = DDHPose(demo_model(width=64, depth=3, frames=27, drop_path=0.0))
     model.load_state_dict(torch.load(parity_dir / "state_dict.pt", weights_only=True))
     model.eval().chunk_elements = 27 * 17 * 64
     inputs = torch.load(parity_dir / "inputs.pt", weights_only=True)
@@ -156,7 +157,7 @@ def test_demo_test_accuracy_on_a_trained_checkpoint(tmp_path):
     """The bf16 MPJPE check runs the whole protocol twice on a real split and checkpoint."""
     from ddhpose.bench.accuracy import demo_test_accuracy
     from ddhpose.data.processed import save_split
-    from ddhpose.model import DDHPose, ModelConfig
+    from ddhpose.model import DDHPose
     from ddhpose.model.checkpoint import save_checkpoint
     from ddhpose.synthetic.smoke import synthetic_split
 
@@ -164,7 +165,7 @@ def test_demo_test_accuracy_on_a_trained_checkpoint(tmp_path):
     split_path = tmp_path / "test.npz"
     save_split(split_path, synthetic_split(sequences=2, frames=12))
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=16, depth=2, frames=9, drop_path=0.0))
+    model = DDHPose(demo_model(width=16, depth=2, frames=9, drop_path=0.0))
     ckpt = save_checkpoint(tmp_path / "best.pt", model)
     out = demo_test_accuracy(ckpt, split_path, hypotheses=2, steps=2, batch_clips=2)
     assert out["frames"] == 24 and out["width"] == 16

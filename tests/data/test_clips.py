@@ -1,4 +1,5 @@
-"""Training chunks (spec §9.4), DDP shares and evaluation clips (spec §7.1)."""
+"""Training chunks, DDP shares and evaluation clips (docs/model.md "Training clips",
+"Clip cutting")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Human3.6M VideoPose3D files (spec §9.1): writers, readers and every validation error."""
+"""Human3.6M VideoPose3D files (docs/model.md "Human3.6M files"): writers, readers and every
+validation error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shared processed split format and its builders (Human3.6M §9, MPI-INF-3DHP §8.1)."""
+"""The shared processed split format and its builders (docs/model.md "Data files and cameras")."""
 
 from __future__ import annotations
 

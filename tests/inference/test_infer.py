@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from demo_config import demo_model
 
 from ddhpose.camera import normalize_screen_coordinates, project_to_2d_linear
 from ddhpose.cli import main
@@ -21,7 +22,7 @@ from ddhpose.inference.infer import (
 )
 from ddhpose.keypoints import save_keypoints_json
 from ddhpose.model.checkpoint import save_checkpoint
-from ddhpose.model.ddhpose import DDHPose, ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 
 F = 9
 SIZE = (640.0, 480.0)
@@ -30,7 +31,7 @@ SIZE = (640.0, 480.0)
 @pytest.fixture(scope="module")
 def model() -> DDHPose:
     torch.manual_seed(0)
-    return DDHPose(ModelConfig(width=16, depth=2, heads=2, frames=F)).eval()
+    return DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
 
 
 def _keypoints(t: int, seed: int = 0) -> np.ndarray:

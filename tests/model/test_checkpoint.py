@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from demo_config import demo_model
 
 from ddhpose.cli import main as cli_main
 from ddhpose.errors import CheckpointError
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import (
     convert_reference_checkpoint,
     infer_model_config,
@@ -36,7 +37,7 @@ def ref_state(parity_dir):
 
 def _tiny(**kw) -> DDHPose:
     torch.manual_seed(0)
-    return DDHPose(ModelConfig(**{"width": 16, "depth": 2, "frames": 9, **kw}))
+    return DDHPose(demo_model(**{"width": 16, "depth": 2, "frames": 9, **kw}))
 
 
 def test_read_reference_bin(parity_dir, ref_state):

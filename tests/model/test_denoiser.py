@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from demo_config import demo_model, paper_model
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.denoiser import HierarchicalAttention, HSTDenoiser, chain_triples
 from ddhpose.skeleton import H36M17, MPI3DHP17
 
@@ -24,7 +25,7 @@ def eval_case(parity_dir):
 
 
 def _small_model(ref_state, **overrides) -> DDHPose:
-    model = DDHPose(ModelConfig(**{**SMALL, "drop_path": 0.0, **overrides}))
+    model = DDHPose(demo_model(**{**SMALL, "drop_path": 0.0, **overrides}))
     model.load_state_dict(ref_state, strict=True)
     return model.eval()
 
@@ -47,15 +48,16 @@ def _run_with_hooks(net: HSTDenoiser, names, *args) -> tuple[torch.Tensor, dict]
 
 
 def test_state_dict_names_and_shapes_equal_reference(ref_state):
-    ours = DDHPose(ModelConfig(**SMALL)).state_dict()
+    ours = DDHPose(demo_model(**SMALL)).state_dict()
     assert list(ours) == list(ref_state)
     for k, v in ref_state.items():
         assert ours[k].shape == v.shape and ours[k].dtype == v.dtype, k
 
 
-def test_default_model_size_matches_spec():
+def test_paper_config_model_size():
+    """configs/paper_h36m_cpn.yaml on params.yaml builds the paper's 38.5 M-parameter model."""
     with torch.device("meta"):
-        model = DDHPose()
+        model = DDHPose(paper_model())
     sd = model.state_dict()
     assert len(sd) == 249
     assert sum(p.numel() for p in model.parameters()) == 38_516_227
@@ -152,7 +154,7 @@ def test_hrst_edit_is_sequential_and_in_place():
 
 
 def test_3dhp_model_uses_3dhp_tables_and_shapes():
-    cfg = ModelConfig(dataset="3dhp", width=16, depth=2, frames=9, heads=8)
+    cfg = demo_model(dataset="3dhp", width=16, depth=2, frames=9, heads=8)
     model = DDHPose(cfg).eval()
     net = model.dir_bone_estimator
     assert net.skeleton is MPI3DHP17
@@ -169,7 +171,7 @@ def test_3dhp_model_uses_3dhp_tables_and_shapes():
 
 
 def test_bad_shapes_and_layout_are_refused():
-    model = DDHPose(ModelConfig(width=16, depth=2, frames=9)).eval()
+    model = DDHPose(demo_model(width=16, depth=2, frames=9)).eval()
     with pytest.raises(ValueError, match="frames"):
         model.denoise(torch.randn(1, 8, 17, 2), torch.randn(1, 1, 8, 17, 3),
                       torch.randn(1, 1, 8, 17, 1), torch.tensor([1]))
@@ -179,11 +181,12 @@ def test_bad_shapes_and_layout_are_refused():
     from ddhpose.errors import ConfigError
 
     with pytest.raises(ConfigError, match="xc_layout"):
-        ModelConfig(xc_layout="sideways").validate()
+        demo_model(xc_layout="sideways").validate()
 
 
 def test_seventeen_frames_do_not_trigger_the_spatial_edit():
-    """§12.4: spatial vs temporal is an explicit flag, not ``N == 17``."""
+    """Spatial vs temporal is an explicit flag, not ``N == 17`` (docs/model.md
+    "Done differently")."""
     torch.manual_seed(0)
     net = HSTDenoiser(H36M17, num_frames=17, width=16, depth=2).eval()
     calls = []

@@ -63,7 +63,8 @@ def test_ddim_time_pairs(steps, expected):
 
 
 def test_ddim_coefficients_k10(sched):
-    """(sqrt ᾱ_next, σ, c) for K = 10, eta = 1 (spec §5.3 measured values)."""
+    """(sqrt ᾱ_next, σ, c) for K = 10, eta = 1 (measured on the reference; docs/model.md
+    "The DDIM update")."""
     table = [
         (0.15521509, 0.98788065, 0.00030986), (0.30666857, 0.83096996, 0.46415871),
         (0.45069000, 0.68727303, 0.56967913), (0.58378904, 0.57809836, 0.57008127),

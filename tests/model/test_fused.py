@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from demo_config import demo_model
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model import fused as fused_mod
 
 TOL = 1e-5
@@ -67,7 +68,7 @@ def test_fused_path_matches_reference_denoiser(parity_dir, force_fused, monkeypa
         monkeypatch.setattr(fused_mod, "onednn_available", lambda: False)
     elif not fused_mod.onednn_available():
         pytest.skip("this torch build has no oneDNN fused linear")
-    model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+    model = DDHPose(demo_model(width=64, depth=3, frames=27, drop_path=0.0))
     model.load_state_dict(torch.load(parity_dir / "state_dict.pt", weights_only=True))
     model.eval()
     case = torch.load(parity_dir / "denoiser_eval_layout.pt", weights_only=True)
@@ -78,7 +79,7 @@ def test_fused_path_matches_reference_denoiser(parity_dir, force_fused, monkeypa
 
 
 def test_fused_path_matches_reference_sampler(parity_dir, force_fused):
-    model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+    model = DDHPose(demo_model(width=64, depth=3, frames=27, drop_path=0.0))
     model.load_state_dict(torch.load(parity_dir / "state_dict.pt", weights_only=True))
     model.eval()
     inputs = torch.load(parity_dir / "inputs.pt", weights_only=True)
@@ -92,7 +93,7 @@ def test_fused_path_matches_reference_sampler(parity_dir, force_fused):
 def test_fused_path_is_taken_and_equals_plain_at_paper_width(monkeypatch):
     calls = _count_fused_calls(monkeypatch)
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=512, depth=2, frames=9, drop_path=0.0)).eval()
+    model = DDHPose(demo_model(width=512, depth=2, frames=9, drop_path=0.0)).eval()
     args = _inputs(2, 2, 9)
     plain = _plain(model, *args)
     assert calls == []  # grad mode: the plain modules
@@ -106,7 +107,7 @@ def test_fused_path_is_taken_and_equals_plain_at_paper_width(monkeypatch):
 
 def test_addmm_fallback_equals_plain(no_onednn):
     torch.manual_seed(1)
-    model = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    model = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
     args = _inputs(1, 3, 9)
     plain, fast = _plain(model, *args), _fused(model, *args)
     assert (fast - plain).abs().max().item() <= 1e-5 * max(plain.abs().max().item(), 1.0)
@@ -118,7 +119,7 @@ def test_packed_weights_follow_weight_updates():
     if not fused_mod.onednn_available():
         pytest.skip("this torch build has no oneDNN fused linear")
     torch.manual_seed(2)
-    model = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    model = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
     args = _inputs(1, 1, 9)
     before = _fused(model, *args)
     lin = model.dir_bone_estimator.STEblocks_0[0].mlp.fc1
@@ -130,14 +131,14 @@ def test_packed_weights_follow_weight_updates():
     after = _fused(model, *args)
     assert (after - before).abs().max().item() > 1e-3  # the step is visible
     assert (after - _plain(model, *args)).abs().max().item() <= 1e-4
-    other = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    other = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
     model.load_state_dict(other.state_dict())
     assert (_fused(model, *args) - _fused(other, *args)).abs().max().item() <= 1e-5
 
 
 def test_bfloat16_fused_path_close_to_float32():
     torch.manual_seed(3)
-    model = DDHPose(ModelConfig(width=512, depth=2, frames=9, drop_path=0.0)).eval()
+    model = DDHPose(demo_model(width=512, depth=2, frames=9, drop_path=0.0)).eval()
     x2d, d, ln, t = _inputs(2, 2, 9)
     with torch.no_grad():
         y32 = model.denoise(x2d, d, ln, t)
@@ -153,11 +154,11 @@ def test_inference_mode_models_and_bf16_copies():
     args = _inputs(1, 2, 9)
     with torch.inference_mode():
         torch.manual_seed(4)
-        model = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+        model = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
         fast = model.denoise(*args)
         y16 = model.denoise(*args, dtype=torch.bfloat16)
     assert not model.lowp_denoiser(torch.bfloat16).Spatial_pos_embed.is_inference()
-    normal = DDHPose(ModelConfig(width=256, depth=2, frames=9, drop_path=0.0)).eval()
+    normal = DDHPose(demo_model(width=256, depth=2, frames=9, drop_path=0.0)).eval()
     with torch.no_grad():
         for p, q in zip(normal.parameters(), model.parameters(), strict=True):
             p.copy_(q)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from demo_config import demo_model
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.diffusion import RandomDraws, ddim_time_pairs
 from ddhpose.model.sampler import ddim_sample
 from ddhpose.skeleton import flip_joints
@@ -16,7 +17,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def small(parity_dir):
-    model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.0))
+    model = DDHPose(demo_model(width=64, depth=3, frames=27, drop_path=0.0))
     model.load_state_dict(torch.load(parity_dir / "state_dict.pt", weights_only=True))
     inputs = torch.load(parity_dir / "inputs.pt", weights_only=True)
     return model.eval(), inputs
@@ -70,7 +71,7 @@ def test_generator_sampling_is_reproducible(small):
 
 def test_sample_runs_in_eval_mode_and_restores_mode():
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(width=16, depth=3, frames=9, drop_path=0.5))
+    model = DDHPose(demo_model(width=16, depth=3, frames=9, drop_path=0.5))
     x2d = torch.rand(1, 9, 17, 2)
     model.train()
     a = model.sample(x2d, 1, 2, generator=torch.Generator().manual_seed(1))
@@ -82,7 +83,7 @@ def test_sample_runs_in_eval_mode_and_restores_mode():
 
 def _tiny(dataset: str) -> DDHPose:
     torch.manual_seed(0)
-    return DDHPose(ModelConfig(dataset=dataset, width=16, depth=2, frames=9)).eval()
+    return DDHPose(demo_model(dataset=dataset, width=16, depth=2, frames=9)).eval()
 
 
 def test_3dhp_sampler_smoke_and_units():
@@ -97,7 +98,8 @@ def test_3dhp_sampler_smoke_and_units():
 
 @pytest.mark.parametrize(("dataset", "same"), [("h36m", True), ("3dhp", False)])
 def test_reference_implied_noise_slots(dataset, same):
-    """Slots 1..16 are the bone slots for H36M; for 3DHP the reference bug differs (§8.2)."""
+    """Slots 1..16 are the bone slots for H36M; for 3DHP the reference bug differs
+    (docs/model.md "Quirks: 3DHP slot mismatch")."""
     model = _tiny(dataset)
     x2d = torch.rand(1, 9, 17, 2) * 2 - 1
     flip = flip_joints(x2d, model.skeleton)

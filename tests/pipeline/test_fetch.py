@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from demo_config import demo_params
 
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.pipeline import fetch as F
-from ddhpose.pipeline.params import DataParams, Params
+from ddhpose.pipeline.params import DataParams
 
 CPN = "data_2d_h36m_cpn_ft_h36m_dbb.npz"
 
@@ -24,7 +25,7 @@ def _sha(data: bytes) -> str:
 
 
 def _cfg(**kw) -> DataParams:
-    return dataclasses.replace(DataParams(), **kw)
+    return dataclasses.replace(demo_params().data, **kw)
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def test_stage_run_resolves_relative_path(tmp_path, h36m_src, monkeypatch, capsy
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
     h36m_src.rename(root / "data" / "external")
-    p = Params()
+    p = demo_params()
     p = dataclasses.replace(
         p, data=dataclasses.replace(p.data, source="local", path="data/external",
                                     keypoints="cpn_ft_h36m_dbb"),
@@ -220,7 +221,7 @@ def test_stage_run_resolves_relative_path(tmp_path, h36m_src, monkeypatch, capsy
 @pytest.fixture
 def synthetic_data() -> DataParams:
     pytest.importorskip("ddhpose.synthetic.h36m", reason="synthetic generator not built yet")
-    d = Params().data
+    d = demo_params().data
     return dataclasses.replace(d, synthetic=dataclasses.replace(d.synthetic, frames=40),
                                subjects_train=("S1",), subjects_test=("S9",), actions=("Walk",))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from demo_config import demo_params
 
 from ddhpose.errors import ConfigError
 from ddhpose.pipeline import params as P
@@ -19,7 +20,7 @@ GOOD_SHA = "ab" * 32
 @pytest.fixture(scope="module")
 def base() -> dict:
     """The default params as a nested plain dict (what params.yaml holds)."""
-    return P.Params().to_dict()
+    return demo_params().to_dict()
 
 
 def _set(d: dict, dotted: str, value) -> dict:
@@ -55,23 +56,50 @@ def test_repo_params_yaml_loads_and_is_complete():
 
 
 def test_defaults_match_the_brief():
-    p = P.Params()
+    p = demo_params()
     assert (p.model.width, p.model.depth, p.model.heads, p.model.frames) == (64, 3, 8, 27)
-    assert (p.sample.hypotheses, p.sample.steps, p.eval.headline) == (5, 3, "j_agg")
+    assert (p.sample.hypotheses, p.sample.steps, p.eval.headline) == (5, 2, "j_agg")
     assert p.data.subjects_train == ("S1", "S5", "S6", "S7", "S8")
     assert p.data.subjects_test == ("S9", "S11") and p.data.actions == "*"
-    assert p.train.lr == 1e-4 and p.train.checkpoint_every == 5 and p.train.grad_clip == 0.0
+    assert p.train.lr == 1e-3 and p.train.checkpoint_every == 5 and p.train.grad_clip == 0.0
+
+
+def test_rendered_schema_reproduces_params_yaml():
+    """One set of defaults: params.yaml is exactly what the schema renders for its values."""
+    text = (REPO / "params.yaml").read_text(encoding="utf-8")
+    assert P.render_yaml(P.load_params(REPO / "params.yaml")) == text
+
+
+def test_schema_and_library_configs_hold_no_values():
+    """No dataclass default competes with params.yaml: every schema field (and the library
+    configs' params-backed fields) is required."""
+    import dataclasses
+
+    from ddhpose.model import ModelConfig
+    from ddhpose.synthetic.config import SyntheticConfig
+
+    for typ in [*P.SECTIONS.values(), P.SyntheticParams]:
+        for f in dataclasses.fields(typ):
+            assert f.default is dataclasses.MISSING, f"{typ.__name__}.{f.name}"
+            assert f.default_factory is dataclasses.MISSING, f"{typ.__name__}.{f.name}"
+    model_keys = {f.name for f in dataclasses.fields(P.ModelParams)} | {"dataset"}
+    for f in dataclasses.fields(ModelConfig):
+        assert (f.default is dataclasses.MISSING) == (f.name in model_keys), f.name
+    synthetic_keys = {f.name for f in dataclasses.fields(P.SyntheticParams)}
+    for f in dataclasses.fields(SyntheticConfig):
+        if f.name in synthetic_keys:
+            assert f.default is dataclasses.MISSING, f.name
 
 
 def test_render_round_trips(tmp_path):
-    p = P.Params.from_dict(_set(_set(P.Params().to_dict(), "data.actions", ["Walk", "Sit"]),
+    p = P.Params.from_dict(_set(_set(demo_params().to_dict(), "data.actions", ["Walk", "Sit"]),
                                 "data.sha256", {"data_3d_h36m.npz": GOOD_SHA}))
     path = tmp_path / "params.yaml"
     P.write_params(p, path)
     assert P.load_params(path) == p
     text = path.read_text()
     assert "# AdamW initial learning rate" in text  # comments survive
-    assert P.Params.from_dict(P.Params().to_dict()) == P.Params()
+    assert P.Params.from_dict(demo_params().to_dict()) == demo_params()
 
 
 def test_ints_accepted_for_floats(base):
@@ -112,7 +140,7 @@ BAD_VALUES = [
     ("train.lr", -1e-4, "must be > 0"),
     ("train.lr_decay", 1.5, "must be in (0, 1]"),
     ("train.device", "gpu", "auto|cpu|cuda|cuda:N"),
-    ("train.epochs", 0, "must be >= 1"),
+    ("train.epochs", -1, "must be >= 0"),
     ("data.dataset", "humaneva", "h36m|3dhp"),
     ("data.source", "ftp", "synthetic|local|url"),
     ("data.keypoints", "../x", "non-empty name"),
@@ -123,7 +151,8 @@ BAD_VALUES = [
     ("data.synthetic.outlier_rate", 1.5, "must be in [0, 1]"),
     ("data.synthetic.frames", 1, "must be >= 2"),
     ("data.sha256", {"data_3d_h36m.npz": "xyz"}, "64 hex digits"),
-    ("eval.headline", "best", "p_best|p_agg|j_best|j_agg"),
+    ("eval.headline", "best", "j_best_oracle|p_best_oracle|p_agg|j_agg"),
+    ("eval.headline", "p_best", "now called 'p_best_oracle'"),
     ("eval.render_clips", -1, "must be >= 0"),
     ("tracking.experiment_prefix", "", "non-empty name"),
 ]
@@ -222,7 +251,7 @@ def test_load_error_names_the_file_and_key(tmp_path, base):
 def test_flat_dict(base):
     flat = P.Params.from_dict(
         _set(base, "data.sha256", {"data_3d_h36m.npz": GOOD_SHA})).to_flat_dict()
-    assert flat["train.lr"] == 1e-4
+    assert flat["train.lr"] == 1e-3
     assert flat["model.width"] == 64
     assert flat["data.synthetic.jitter_px"] == 3.0
     assert flat["data.subjects_train"] == "S1,S5,S6,S7,S8"
@@ -232,7 +261,7 @@ def test_flat_dict(base):
 
 
 def test_params_are_frozen():
-    p = P.Params()
+    p = demo_params()
     with pytest.raises(P.dataclasses.FrozenInstanceError):
         p.train.lr = 1.0  # type: ignore[misc]
 
@@ -273,7 +302,7 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     assert P.main(["apply", str(good), "--base", str(base_path)]) == 0
     p = P.load_params(base_path)
     assert p.train.epochs == 2 and p.data.synthetic.frames == 50
-    assert p.data.synthetic.seed == P.Params().data.synthetic.seed  # deep merge, not replace
+    assert p.data.synthetic.seed == demo_params().data.synthetic.seed  # deep merge, not replace
     before = base_path.read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("sample:\n  hypotheses: 0\n")

@@ -17,6 +17,7 @@ from ddhpose.pipeline import tracking as T
 from ddhpose.pipeline.params import Params
 
 mlflow = pytest.importorskip("mlflow")
+from demo_config import demo_params  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 
@@ -39,12 +40,12 @@ def env(monkeypatch, store):
 
 
 def _params(**tracking) -> Params:
-    p = Params()
+    p = demo_params()
     return dataclasses.replace(p, tracking=dataclasses.replace(p.tracking, **tracking))
 
 
 def _run(stage: str, root: Path, params: Params | None = None) -> T.Tracker:
-    with T.stage_run(stage, params or Params(), root) as tr:
+    with T.stage_run(stage, params or demo_params(), root) as tr:
         tr.log_metrics({"stage_rank": R.STAGE_RANKS[stage]})
     return tr
 
@@ -59,10 +60,10 @@ def test_parent_child_params_metrics_artifacts(env, tmp_path, store):
     art.write_text("hello")
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "a.txt").write_text("a")
-    params = Params()
+    params = demo_params()
     with T.stage_run("fetch_data", params, tmp_path) as tr:
         assert tr.mode == "mlflow"
-        tr.log_params({"fetch.files": 2, "train.lr": 1e-4})  # same value as the flat param: ok
+        tr.log_params({"fetch.files": 2, "train.lr": 1e-3})  # same value as the flat param: ok
         tr.log_metrics({"loss": 0.5}, step=1)
         tr.log_metrics({"loss": 0.25}, step=2, also_parent=True)
         tr.set_tags({"note": "x"})
@@ -120,7 +121,8 @@ def test_rank_rule_over_a_pipeline(env, tmp_path):
 
 def test_failed_stage_and_deleted_parent(env, tmp_path):
     client = env
-    with pytest.raises(RuntimeError, match="boom"), T.stage_run("train", Params(), tmp_path) as tr:
+    with pytest.raises(RuntimeError, match="boom"), \
+            T.stage_run("train", demo_params(), tmp_path) as tr:
         raise RuntimeError("boom")
     assert client.get_run(tr.run_id).info.status == "FAILED"
     assert client.get_run(tr.parent_run_id).info.status == "FAILED"
@@ -137,7 +139,7 @@ def test_failed_stage_and_deleted_parent(env, tmp_path):
 def test_changed_params_go_on_the_child(env, tmp_path):
     client = env
     first = _run("train", tmp_path)
-    p = Params()
+    p = demo_params()
     changed = dataclasses.replace(p, eval=dataclasses.replace(p.eval, headline="p_agg"))
     tr = _run("evaluate", tmp_path, changed)
     assert tr.parent_run_id == first.parent_run_id
@@ -149,7 +151,7 @@ def test_changed_params_go_on_the_child(env, tmp_path):
 
 def test_experiment_per_dataset(env, tmp_path):
     client = env
-    p = Params()
+    p = demo_params()
     p3 = dataclasses.replace(p, data=dataclasses.replace(p.data, dataset="3dhp"))
     a = _run("train", tmp_path, p)
     b = _run("sample", tmp_path, p3)  # other experiment: the stored parent is not usable
@@ -196,7 +198,7 @@ def test_unreachable_server_goes_offline_with_one_warning(monkeypatch, tmp_path,
         monkeypatch.setenv(key, "1")
         monkeypatch.delenv(key)
     monkeypatch.delenv("RANK", raising=False)
-    with T.stage_run("train", Params(), tmp_path) as tr:
+    with T.stage_run("train", demo_params(), tmp_path) as tr:
         for step in range(3):
             tr.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
         tr.log_params({"extra": "x"})
@@ -215,14 +217,14 @@ def test_unreachable_server_goes_offline_with_one_warning(monkeypatch, tmp_path,
     assert metrics == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     events = [r["event"] for r in records]
     assert events[0] == "offline" and events[-1] == "end" and "artifact" in events
-    assert any(r["event"] == "params" and r["data"].get("train.lr") == "0.0001" for r in records)
+    assert any(r["event"] == "params" and r["data"].get("train.lr") == "0.001" for r in records)
     assert any(r["event"] == "tags" and r["data"] == {"t": "v"} for r in records)
     assert records[-1]["status"] == "FINISHED"
 
 
 def test_bad_uri_and_failure_inside_offline_stage(monkeypatch, tmp_path, capfd):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
-    with pytest.raises(KeyError), T.stage_run("evaluate", Params(), tmp_path) as tr:
+    with pytest.raises(KeyError), T.stage_run("evaluate", demo_params(), tmp_path) as tr:
         tr.log_metrics({"a": 1})
         raise KeyError("x")
     err = capfd.readouterr().err
@@ -245,7 +247,7 @@ def test_disabled_tracking_is_offline_without_warning(monkeypatch, tmp_path, cap
 def test_nonzero_ddp_rank_is_a_noop(monkeypatch, tmp_path, store):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("RANK", "1")
-    with T.stage_run("train", Params(), tmp_path) as tr:
+    with T.stage_run("train", demo_params(), tmp_path) as tr:
         tr.log_metrics({"loss": 1.0})
         tr.log_params({"a": 1})
         tr.log_artifact(tmp_path / "does-not-matter.txt")
@@ -255,7 +257,7 @@ def test_nonzero_ddp_rank_is_a_noop(monkeypatch, tmp_path, store):
 
 def test_unknown_stage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown stage 'fit'"), \
-            T.stage_run("fit", Params(), tmp_path):
+            T.stage_run("fit", demo_params(), tmp_path):
         pass
 
 

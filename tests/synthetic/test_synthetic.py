@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_config import demo_synthetic
 
 from ddhpose.camera import (
     h36m_camera,
@@ -34,7 +35,7 @@ TARGETS = {
 
 @pytest.fixture(scope="module")
 def cfg() -> SyntheticConfig:
-    return SyntheticConfig(frames_per_sequence=FRAMES, subjects=SUBJECTS)
+    return demo_synthetic(frames=FRAMES, subjects=SUBJECTS)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,11 @@ def _poses17(mocap: dict[str, dict[str, np.ndarray]], action: str) -> list[np.nd
 
 
 def test_same_seed_same_data_and_different_seed_differs(mocap, cfg: SyntheticConfig) -> None:
-    small = SyntheticConfig(frames_per_sequence=FRAMES, subjects=("S1",), actions=("Walking",))
+    small = demo_synthetic(frames=FRAMES, subjects=("S1",), actions=("Walking",))
     again = synthesize_h36m_3d(small)
     np.testing.assert_array_equal(again["S1"]["Walking 1"], mocap["S1"]["Walking 1"])
-    other = synthesize_h36m_3d(SyntheticConfig(
-        seed=1, frames_per_sequence=FRAMES, subjects=("S1",), actions=("Walking",)))
+    other = synthesize_h36m_3d(demo_synthetic(
+        seed=1, frames=FRAMES, subjects=("S1",), actions=("Walking",)))
     assert np.abs(other["S1"]["Walking 1"] - mocap["S1"]["Walking 1"]).max() > 0.05
 
 
@@ -93,7 +94,7 @@ def test_h36m_files_have_the_videopose3d_layout(h36m_files, cfg: SyntheticConfig
 
 
 def test_subactions_and_action_prefixes() -> None:
-    cfg = SyntheticConfig(frames_per_sequence=FRAMES, subjects=("S5",), actions=("Sitting",),
+    cfg = demo_synthetic(frames=FRAMES, subjects=("S5",), actions=("Sitting",),
                           subactions=2)
     assert cfg.selected_actions() == ("Sitting", "SittingDown")
     data = synthesize_h36m_3d(cfg)["S5"]
@@ -102,10 +103,10 @@ def test_subactions_and_action_prefixes() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"subjects": ("S2",)}, {"actions": ("Dancing",)},
-                                    {"frames_per_sequence": 1}, {"outlier_rate": 2.0}])
+                                    {"frames": 1}, {"outlier_rate": 2.0}])
 def test_bad_config_is_rejected(kwargs) -> None:
     with pytest.raises(ConfigError):
-        SyntheticConfig(**kwargs)
+        demo_synthetic(**kwargs)
 
 
 # --- a plausible human ----------------------------------------------------------------------------
@@ -208,14 +209,14 @@ def test_detections_differ_from_gt_by_a_realistic_amount(h36m_files) -> None:
 
 def test_detector_noise_model() -> None:
     gt = np.random.default_rng(0).uniform(100, 900, size=(400, 17, 2)).astype(np.float32)
-    clean = SyntheticConfig(jitter_px=0.0, bias_px=0.0, outlier_rate=0.0)
+    clean = demo_synthetic(jitter_px=0.0, bias_px=0.0, outlier_rate=0.0)
     np.testing.assert_allclose(detect(gt, clean, np.random.default_rng(1)), gt, atol=1e-3)
-    jitter = SyntheticConfig(jitter_px=3.0, bias_px=0.0, outlier_rate=0.0)
+    jitter = demo_synthetic(jitter_px=3.0, bias_px=0.0, outlier_rate=0.0)
     noise = detect(gt, jitter, np.random.default_rng(1)) - gt
     assert 2.0 < noise.std() < 5.0
     lag1 = np.corrcoef(noise[1:].ravel(), noise[:-1].ravel())[0, 1]
     assert 0.3 < lag1 < 0.9  # temporally correlated, not constant
-    bias = SyntheticConfig(jitter_px=0.0, bias_px=2.0, outlier_rate=0.0)
+    bias = demo_synthetic(jitter_px=0.0, bias_px=2.0, outlier_rate=0.0)
     offset = detect(gt, bias, np.random.default_rng(1)) - gt
     np.testing.assert_allclose(offset, offset[:1].repeat(400, axis=0), atol=1e-3)
     assert np.abs(offset).max() > 0.5
@@ -242,7 +243,7 @@ def test_two_bone_ik_keeps_lengths_and_reaches_targets() -> None:
 def test_3dhp_files_have_the_d3dp_structure(tmp_path: Path) -> None:
     from ddhpose.synthetic.mpi3dhp import write_synthetic_3dhp
 
-    cfg = SyntheticConfig(frames_per_sequence=FRAMES, mpi3dhp_subjects=1, mpi3dhp_sequences=2,
+    cfg = demo_synthetic(frames=FRAMES, mpi3dhp_subjects=1, mpi3dhp_sequences=2,
                           mpi3dhp_cameras=(0, 5), mpi3dhp_test_sequences=("TS1", "TS5"))
     paths = write_synthetic_3dhp(tmp_path, cfg)
     train = _load(paths["train"], "data")
@@ -276,10 +277,10 @@ def test_3dhp_files_have_the_d3dp_structure(tmp_path: Path) -> None:
 def test_3dhp_is_deterministic() -> None:
     from ddhpose.synthetic.mpi3dhp import synthesize_3dhp_test
 
-    cfg = SyntheticConfig(frames_per_sequence=30, mpi3dhp_test_sequences=("TS2",))
+    cfg = demo_synthetic(frames=30, mpi3dhp_test_sequences=("TS2",))
     a, b = synthesize_3dhp_test(cfg), synthesize_3dhp_test(cfg)
     np.testing.assert_array_equal(a["TS2"]["data_3d"], b["TS2"]["data_3d"])
-    c = synthesize_3dhp_test(SyntheticConfig(seed=5, frames_per_sequence=30,
+    c = synthesize_3dhp_test(demo_synthetic(seed=5, frames=30,
                                              mpi3dhp_test_sequences=("TS2",)))
     assert np.abs(c["TS2"]["data_3d"] - a["TS2"]["data_3d"]).max() > 10.0
 
@@ -288,7 +289,7 @@ def test_3dhp_is_deterministic() -> None:
 def test_render_preview_writes_a_png(tmp_path: Path) -> None:
     from ddhpose.synthetic.preview import render_preview
 
-    out = render_preview(tmp_path / "preview.png", SyntheticConfig(frames_per_sequence=50))
+    out = render_preview(tmp_path / "preview.png", demo_synthetic(frames=50))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -52,9 +52,11 @@ def test_two_ranks_match_one_process(tmp_path, batch_clips, drop_path):
     args = ["--epochs", "2", "--batch-clips", str(batch_clips), "--drop-path", str(drop_path),
             "--lr", "1e-4"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _run([sys.executable, "-m", "ddhpose.training.smoke", "--out", str(single), *args])
+    _run([sys.executable, "-m", "ddhpose.training.smoke", "--params", str(REPO / "params.yaml"),
+     "--out", str(single), *args])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-          "-m", "ddhpose.training.smoke", "--out", str(ddp), *args])
+          "-m", "ddhpose.training.smoke", "--params", str(REPO / "params.yaml"),
+     "--out", str(ddp), *args])
 
     a = load_checkpoint(single / "last.pt")
     b = load_checkpoint(ddp / "last.pt")

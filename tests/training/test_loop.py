@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_config import demo_train
 
 from ddhpose.errors import CheckpointError
 from ddhpose.model import DDHPose
@@ -48,7 +49,7 @@ def splits():
 def _cfg(**kw) -> TrainConfig:
     base = dict(epochs=2, batch_clips=4, lr=1e-3, checkpoint_every=1, device="cpu")
     base.update(kw)
-    return TrainConfig(**base)
+    return demo_train(**base)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -165,7 +166,8 @@ def test_validation_is_frame_weighted_mpjpe_over_valid_frames():
 
 
 def _smoke(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ddhpose.training.smoke", "--out", str(out), *extra]
+    return [sys.executable, "-m", "ddhpose.training.smoke", "--params", str(REPO / "params.yaml"),
+     "--out", str(out), *extra]
 
 
 def _env() -> dict[str, str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from demo_config import demo_model
 
-from ddhpose.model import DDHPose, ModelConfig
+from ddhpose.model import DDHPose
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import backward_loss, pose_losses
 from ddhpose.skeleton import H36M17
@@ -21,7 +22,7 @@ def step(parity_dir):
     ref = torch.load(parity_dir / "train_step.pt", weights_only=True)
     state = torch.load(parity_dir / "state_dict.pt", weights_only=True)
     inputs = torch.load(parity_dir / "inputs.pt", weights_only=True)
-    model = DDHPose(ModelConfig(width=64, depth=3, frames=27, drop_path=0.1))
+    model = DDHPose(demo_model(width=64, depth=3, frames=27, drop_path=0.1))
     model.load_state_dict(state, strict=True)
     model.train()
     kinds = ref["draw_kinds"]
@@ -67,7 +68,8 @@ def test_loss_scaled_gradient_norm_matches(step):
     _, res, ref = step
     norm = torch.sqrt(sum((g.double() ** 2).sum() for g in res["grads"].values())).item()
     assert norm == pytest.approx(float(ref["grad_global_norm"]), rel=1e-6)
-    # the spatial blocks' qkv_xc are dead (no gradient, so AdamW leaves them alone: §12.5)
+    # the spatial blocks' qkv_xc are dead (no gradient, so AdamW leaves them alone:
+    # docs/model.md "Quirks: unused spatial qkv_xc")
     dead = {n for n, p in step[0].named_parameters() if n not in res["grads"]}
     assert dead == {f"dir_bone_estimator.STEblocks.{i}.attn.qkv_xc.{w}"
                     for i in (0, 1) for w in ("weight", "bias")}
@@ -129,7 +131,7 @@ def test_pose_losses_definition():
 
 def test_3dhp_forward_takes_and_returns_millimetres():
     torch.manual_seed(0)
-    model = DDHPose(ModelConfig(dataset="3dhp", width=16, depth=2, frames=9)).eval()
+    model = DDHPose(demo_model(dataset="3dhp", width=16, depth=2, frames=9)).eval()
     x2d = torch.rand(2, 9, 17, 2)
     x3d_m = torch.randn(2, 9, 17, 3) * 0.3
     x3d_m[:, :, 14] = 0  # root 14
@@ -137,7 +139,7 @@ def test_3dhp_forward_takes_and_returns_millimetres():
     for _ in range(2):
         draws += [torch.randint(0, 1000, (1,)), torch.randn(9, 17, 3), torch.randn(9, 17, 1)]
     out_mm = model(x2d, x3d_m * 1000.0, noise=list(draws))
-    model3 = DDHPose(ModelConfig(width=16, depth=2, frames=9)).eval()  # same maths, metres
+    model3 = DDHPose(demo_model(width=16, depth=2, frames=9)).eval()  # same maths, metres
     model3.dir_bone_estimator = model.dir_bone_estimator
     model3.skeleton = model.skeleton
     out_m = model3(x2d, x3d_m, noise=list(draws))
