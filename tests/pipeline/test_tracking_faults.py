@@ -13,10 +13,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from demo_config import PARAMS_FILE, demo_params
 
 import ddhpose
 from ddhpose.pipeline import tracking as T
-from ddhpose.pipeline.params import Params
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient
@@ -27,7 +27,7 @@ CODE = Path(ddhpose.__file__).resolve().parents[1]  # the ddhpose under test
 def _offline_stage(monkeypatch, root: Path, uri: str, capfd) -> list[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("RANK", raising=False)
-    with T.stage_run("train", Params(), root) as tr:
+    with T.stage_run("train", demo_params(), root) as tr:
         tr.log_metrics({"loss": 1.0}, step=1)
     assert tr.mode == "offline"
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
@@ -72,10 +72,10 @@ def test_sqlite_store_in_a_read_only_folder(monkeypatch, tmp_path, capfd):
 STAGE_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.params import load_params
     from ddhpose.pipeline.tracking import stage_run
-    root, mode = Path(sys.argv[1]), sys.argv[2]
-    with stage_run("train", Params(), root) as tr:
+    root, mode, params = Path(sys.argv[1]), sys.argv[2], load_params(Path(sys.argv[3]))
+    with stage_run("train", params, root) as tr:
         if mode == "hang":
             print(tr.run_id, flush=True)
             time.sleep(600)
@@ -97,7 +97,8 @@ def test_sigkilled_stage_run_is_marked_killed_by_the_next_stage(tmp_path):
     script = tmp_path / "stage.py"
     script.write_text(STAGE_SCRIPT)
     env = _stage_env(uri)
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "hang"], env=env,
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "hang",
+                             str(PARAMS_FILE)], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
         run_id = proc.stdout.readline().strip()
@@ -108,7 +109,8 @@ def test_sigkilled_stage_run_is_marked_killed_by_the_next_stage(tmp_path):
     killed = client.get_run(run_id)
     assert killed.info.status == "RUNNING"  # nobody closed it
     parent_id = killed.data.tags["mlflow.parentRunId"]
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), "log"], env=env,
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "log", str(PARAMS_FILE)],
+                          env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     killed = client.get_run(run_id)
@@ -126,7 +128,8 @@ def test_two_processes_log_to_one_fresh_sqlite_store(tmp_path):
     for name in ("a", "b"):
         root = tmp_path / name
         root.mkdir()
-        procs.append(subprocess.Popen([sys.executable, str(script), str(root), "log"],
+        procs.append(subprocess.Popen([sys.executable, str(script), str(root), "log",
+                                       str(PARAMS_FILE)],
                                       env=_stage_env(uri), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from demo_config import demo_params
 
 from ddhpose.cli import main
 from ddhpose.pipeline import tracking as T
-from ddhpose.pipeline.params import Params
 from ddhpose.pipeline.tracking_sync import read_segments
 
 pytest.importorskip("mlflow")
@@ -32,12 +32,12 @@ def _outage_stages(monkeypatch, root: Path) -> None:
     (root / "tables").mkdir()
     (root / "tables" / "a.csv").write_text("x\n1\n")
     for attempt in range(2):  # two executions of train append to the same file
-        with T.stage_run("train", Params(), root) as tr:
+        with T.stage_run("train", demo_params(), root) as tr:
             for step in range(3):
                 tr.log_metrics({"loss": 1.0 / (step + 1) + attempt}, step=step)
             tr.set_tags({"attempt": attempt})
             tr.log_artifact(root / "best.pt", "models")
-    with pytest.raises(RuntimeError), T.stage_run("evaluate", Params(), root) as tr:
+    with pytest.raises(RuntimeError), T.stage_run("evaluate", demo_params(), root) as tr:
         tr.log_metrics({"p1": 50.0}, step=1, also_parent=True)
         tr.log_artifacts(root / "tables", "eval/tables")
         raise RuntimeError("boom")
@@ -71,7 +71,7 @@ def test_sync_replays_offline_stages_exactly_once(monkeypatch, tmp_path, capsys)
         history = client.get_metric_history(run.info.run_id, "loss")
         assert [(m.step, m.value) for m in history] == [
             (s, pytest.approx(1.0 / (s + 1) + attempt)) for s in range(3)]
-        assert run.data.params["train.lr"] == "0.0001"
+        assert run.data.params["train.lr"] == str(demo_params().to_flat_dict()["train.lr"])
         assert run.info.status == "FINISHED"
         assert [a.path for a in client.list_artifacts(run.info.run_id, "models")] == [
             "models/best.pt"]
