@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -10,7 +11,5 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # Lazy: `import ddhpose` stays light; torch and the model load on first use of load_model.
     if name == "load_model":
-        from ddhpose.model.checkpoint import load_model
-
-        return load_model
+        return importlib.import_module("ddhpose.model.checkpoint").load_model
     raise AttributeError(f"module 'ddhpose' has no attribute {name!r}")

@@ -48,12 +48,40 @@ class Skeleton:
     chains: tuple[tuple[int, ...], ...]
     children: tuple[tuple[int, ...], ...]
     _flip: tuple[int, ...] = field(init=False, repr=False)
+    _device_cache: dict[tuple[Any, ...], torch.Tensor] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         perm = list(range(len(self.parents)))
         for left, right in zip(self.joints_left, self.joints_right, strict=True):
             perm[left], perm[right] = right, left
         object.__setattr__(self, "_flip", tuple(perm))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (data-loader workers, deep copies) without the device cache: no CUDA tensor
+        travels to another process."""
+        return {**self.__dict__, "_device_cache": {}}
+
+    def index(self, table: str, device: torch.device) -> torch.Tensor:
+        """A table (``bone_slots``, ``bone_parents`` or ``flip_permutation``) as an int64 tensor
+        on ``device``, made once per device and cached: indexing a CUDA tensor with a Python list
+        copies the list to the GPU and waits for it every time."""
+        key = (table, torch.device(device))
+        cached = self._device_cache.get(key)
+        if cached is None:
+            cached = torch.tensor(getattr(self, table), dtype=torch.long, device=device)
+            self._device_cache[key] = cached
+        return cached
+
+    def flip_sign(self, channels: int, like: torch.Tensor) -> torch.Tensor:
+        """(channels,) ``[-1, 1, 1, ...]`` in ``like``'s dtype and device (cached)."""
+        key = ("flip_sign", channels, like.dtype, like.device)
+        cached = self._device_cache.get(key)
+        if cached is None:
+            sign = [-1.0] + [1.0] * (channels - 1)
+            cached = torch.tensor(sign, dtype=like.dtype, device=like.device)
+            self._device_cache[key] = cached
+        return cached
 
     @property
     def num_joints(self) -> int:
@@ -204,9 +232,16 @@ def _cat(xs: list[Any], axis: int) -> Any:
     return np.concatenate(xs, axis=axis)
 
 
+def _take(x: Array, skel: Skeleton, table: str) -> Array:
+    """``x[..., skel.<table>, :]`` (a cached device index for tensors, a list for arrays)."""
+    if isinstance(x, torch.Tensor):
+        return x[..., skel.index(table, x.device), :]
+    return x[..., list(getattr(skel, table)), :]
+
+
 def bone_vectors(joints: Array, skel: Skeleton) -> Array:
     """Bone vectors child - parent: (..., J, 3) -> (..., 16, 3), in bone order."""
-    return joints[..., list(skel.bone_slots), :] - joints[..., list(skel.bone_parents), :]
+    return _take(joints, skel, "bone_slots") - _take(joints, skel, "bone_parents")
 
 
 def joints_to_bones(joints: Array, skel: Skeleton) -> tuple[Array, Array]:
@@ -236,7 +271,7 @@ def bones_to_slots(directions: Array, lengths: Array, skel: Skeleton) -> tuple[A
     ln = _zeros_like_shape(lengths, (*lead, skel.num_joints, lengths.shape[-1]))
     if isinstance(d, torch.Tensor):
         # index_copy keeps autograd through the bone values.
-        idx = torch.as_tensor(slots, device=d.device)
+        idx = skel.index("bone_slots", d.device)
         d = d.index_copy(d.dim() - 2, idx, directions)
         ln = ln.index_copy(ln.dim() - 2, idx, lengths)
     else:
@@ -247,8 +282,7 @@ def bones_to_slots(directions: Array, lengths: Array, skel: Skeleton) -> tuple[A
 
 def slots_to_bones(slot_dirs: Array, slot_lens: Array, skel: Skeleton) -> tuple[Array, Array]:
     """Inverse of :func:`bones_to_slots`: read the 16 bone slots back in bone order."""
-    slots = list(skel.bone_slots)
-    return slot_dirs[..., slots, :], slot_lens[..., slots, :]
+    return _take(slot_dirs, skel, "bone_slots"), _take(slot_lens, skel, "bone_slots")
 
 
 def joints_to_slots(joints: Array, skel: Skeleton) -> tuple[Array, Array]:
@@ -291,19 +325,19 @@ def _stack(xs: list[Any], axis: int) -> Any:
 
 def flip_joints(x: Array, skel: Skeleton, *, negate_x: bool = True) -> Array:
     """Mirror poses: negate the first coordinate and swap left/right joints. (..., J, C) -> same."""
-    out = x[..., list(skel.flip_permutation), :]
+    out = _take(x, skel, "flip_permutation")
     if negate_x:
-        sign = [-1.0] + [1.0] * (x.shape[-1] - 1)
         if isinstance(out, torch.Tensor):
-            out = out * out.new_tensor(sign)
+            out = out * skel.flip_sign(x.shape[-1], out)
         else:
+            sign = [-1.0] + [1.0] * (x.shape[-1] - 1)
             out = out * np.asarray(sign, dtype=out.dtype)
     return out
 
 
 def swap_left_right(x: Array, skel: Skeleton) -> Array:
     """Swap left/right joint slots without negating anything. (..., J, C) -> same."""
-    return x[..., list(skel.flip_permutation), :]
+    return _take(x, skel, "flip_permutation")
 
 
 __all__ = [

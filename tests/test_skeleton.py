@@ -207,3 +207,20 @@ def test_get_skeleton():
     assert get_skeleton("3dhp17") is MPI3DHP17 and get_skeleton("3dhp") is MPI3DHP17
     with pytest.raises(UnknownLayoutError, match="coco"):
         get_skeleton("coco42")
+
+
+def test_device_index_tables_are_cached_and_never_pickled():
+    import pickle
+
+    skel = MPI3DHP17
+    x = torch.randn(2, 5, 17, 3, dtype=torch.float64)
+    # tensor paths (cached index tables) equal the list-indexing definitions
+    assert torch.equal(bone_vectors(x, skel), x[..., list(skel.bone_slots), :]
+                       - x[..., list(skel.bone_parents), :])
+    mirrored = x[..., list(skel.flip_permutation), :] * x.new_tensor([-1.0, 1.0, 1.0])
+    assert torch.equal(flip_joints(x, skel), mirrored)
+    first = skel.index("bone_slots", torch.device("cpu"))
+    assert skel.index("bone_slots", torch.device("cpu")) is first  # made once per device
+    assert first.tolist() == list(skel.bone_slots)
+    copy = pickle.loads(pickle.dumps(skel))
+    assert copy == skel and copy._device_cache == {}

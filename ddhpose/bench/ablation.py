@@ -38,8 +38,8 @@ from ddhpose.bench.measure import REFERENCE, machine_info, matmul_peak, normalis
 from ddhpose.bench.plan import ModelSpec, bench_model
 from ddhpose.bench.suite import denoiser_flops
 from ddhpose.io import atomic_open, write_json
-from ddhpose.model import DDHPose
 from ddhpose.model import fused as fused_mod
+from ddhpose.model.ddhpose import DDHPose
 
 VARIANTS = ("baseline", "batched", "sdpa", "chunks", "fused_addmm", "onednn", "bfloat16")
 CASES = ((4, 243, 1), (1, 27, 20), (2, 27, 8))  # (B, F, H), K = 1: the authors' measurements

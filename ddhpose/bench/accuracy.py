@@ -13,7 +13,7 @@ import torch
 
 from ddhpose.bench.plan import bench_model
 from ddhpose.evaluation.metrics import joint_errors, mpjpe
-from ddhpose.model import DDHPose
+from ddhpose.model.ddhpose import DDHPose
 
 
 def _shared_dir() -> Path:

@@ -67,15 +67,31 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def device_sync(device: torch.device | str) -> Callable[[], None]:
+    """What waits for ``device`` to finish its queued work: ``torch.cuda.synchronize`` on CUDA
+    (kernels run asynchronously: a clock read right after a call measures only the launches),
+    nothing on the CPU."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return lambda: torch.cuda.synchronize(dev)
+    return lambda: None
+
+
 def time_call(fn: Callable[[], Any], budget_s: float, warmup: int = 1,
-              max_repeats: int = 3) -> list[float]:
-    """Seconds of ``fn()`` after ``warmup`` calls; repeated (≤ max_repeats) within ``budget_s``."""
+              max_repeats: int = 3, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Seconds of ``fn()`` after ``warmup`` calls; repeated (≤ max_repeats) within ``budget_s``.
+
+    ``sync`` (:func:`device_sync`) runs before the clock starts and before it is read, so every
+    time covers the device's work of the call.
+    """
     for _ in range(warmup):
         fn()
     times: list[float] = []
     while len(times) < max_repeats:
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
         if sum(times) * (len(times) + 1) / len(times) > budget_s:
             break
@@ -97,18 +113,20 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def square_gemms(dtype: torch.dtype, n: int) -> dict[str, Callable[[], Any]]:
+def square_gemms(dtype: torch.dtype, n: int,
+                 device: torch.device | str = "cpu") -> dict[str, Callable[[], Any]]:
     """The square n×n @ n×n products the peak is taken over, by kernel: ``torch.matmul`` (MKL
-    on x86 builds; how the authors' peak was measured) and, where this build has it, oneDNN's
-    linear on a prepacked weight (the kernel the fused inference path runs, faster on some
-    CPUs). Taking the best of both keeps ``%peak`` honest whichever kernel the model uses."""
+    on x86 builds; how the authors' peak was measured; cuBLAS on CUDA, with TF32 as currently
+    set) and, on the CPU where this build has it, oneDNN's linear on a prepacked weight (the
+    kernel the fused inference path runs, faster on some CPUs). Taking the best of both keeps
+    ``%peak`` honest whichever kernel the model uses."""
     from ddhpose.model.fused import onednn_available
 
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dtype)
-    b = torch.randn(n, n, generator=g).to(dtype)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     kernels: dict[str, Callable[[], Any]] = {"torch.matmul": lambda: a @ b}
-    if onednn_available():
+    if torch.device(device).type == "cpu" and onednn_available():
         try:
             w = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), n)
             kernels["onednn_packed"] = lambda: torch.ops.mkldnn._linear_pointwise(
@@ -118,13 +136,15 @@ def square_gemms(dtype: torch.dtype, n: int) -> dict[str, Callable[[], Any]]:
     return kernels
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """Best-of / median GFLOP/s of an n×n @ n×n product in ``dtype`` (2n³ FLOPs), per kernel of
-    :func:`square_gemms`; ``gflops_best`` is the best kernel's."""
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Best-of / median GFLOP/s of an n×n @ n×n product in ``dtype`` (2n³ FLOPs) on ``device``,
+    per kernel of :func:`square_gemms`; ``gflops_best`` is the best kernel's."""
     flops = 2.0 * n**3
     kernels: dict[str, dict[str, float]] = {}
-    for name, fn in square_gemms(dtype, n).items():
-        times = time_call(fn, budget_s=1e9, warmup=2, max_repeats=repeats)
+    for name, fn in square_gemms(dtype, n, device).items():
+        times = time_call(fn, budget_s=1e9, warmup=2, max_repeats=repeats,
+                          sync=device_sync(device))
         kernels[name] = {"gflops_best": flops / min(times) / 1e9,
                          "gflops_median": flops / float(np.median(times)) / 1e9}
     best = max(kernels.values(), key=lambda k: k["gflops_best"])
@@ -172,10 +192,19 @@ def bench_loader(total_frames: int, frames: int = 243, batch: int = 4,
             "frames_per_s": n * frames / sec}
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def machine_info(threads: int, device: torch.device | str = "cpu") -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "torch": torch.__version__, "cpu_count": os.cpu_count(),
                             "threads": threads, "processor": platform.processor()}
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        info["cuda_device"] = props.name
+        info["cuda_capability"] = f"{props.major}.{props.minor}"
+        info["cuda_memory_gb"] = props.total_memory / 2**30
+        from ddhpose.model.precision import tf32_enabled
+
+        info["tf32_matmul"] = tf32_enabled()
     with suppress(OSError):
         info["load_avg"] = list(os.getloadavg())
     return info
@@ -197,6 +226,8 @@ def annotate(result: dict[str, Any]) -> None:
             if rec["dtype"] in peak:
                 rec["peak_fraction"] = rec["gflops"] / peak[rec["dtype"]]
             rec["float32_peak_fraction"] = rec["gflops"] / peak["float32"]
+    if result.get("device", "cpu") != "cpu":
+        return  # the authors' numbers are CPU times: no like-for-like comparison on a GPU
     for rec in result["sampling"]:
         if not rec["model"].startswith("paper"):
             continue
@@ -233,8 +264,16 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(r: dict[str, Any]) -> str:
     """The human-readable summary of a bench.json dict."""
     m, peak, ref = r["machine"], r["peak"], r["reference"]
+    gpu = (f" · device {m['cuda_device']} (capability {m['cuda_capability']}, "
+           f"{m['cuda_memory_gb']:.0f} GB, TF32 matmul {'on' if m['tf32_matmul'] else 'off'}; "
+           "timed calls synchronised, peaks and GFLOP/s of the GPU, no comparison with the "
+           "authors' CPU times)" if "cuda_device" in m else "")
+    on_gpu = r.get("device", "cpu") == "cuda"
+    mem_key = "cuda_max_allocated_mb" if on_gpu else "peak_rss_mb"
+    mem_head = "peak GPU MB (allocated)" if on_gpu else "peak RSS MB"
     lines = [f"# ddhpose benchmark ({r['mode']})", "",
-             f"{r['created']} · torch {m['torch']} · {m['cpu_count']} CPUs, {m['threads']} threads"
+             f"{r['created']} · torch {m['torch']}{gpu} · {m['cpu_count']} CPUs, "
+             f"{m['threads']} threads"
              f" · load average at start {_f(m.get('load_avg', [None])[0])}, at end "
              f"{_f(m.get('load_avg_end', [None])[0])} · wall {r['wall_seconds']:.0f} s", "",
              "Matmul peak, this run (best square n×n product seen: at start, at end and one "
@@ -266,10 +305,10 @@ def render_markdown(r: dict[str, Any]) -> str:
                      _f(s["float32_peak_fraction"] * 100, ".0f"),
                      _f(s.get("reference_seconds")), _f(s.get("speedup_raw")),
                      _f(s.get("speedup_normalised")), _f(s.get("speedup_normalised_matmul")),
-                     _f(s.get("peak_rss_mb"), ".0f"),
+                     _f(s.get(mem_key), ".0f"),
                      s["method"] + ("" if s["method"] == "timed" else f": {s['how']}")])
     lines += _table(["model", "dtype", "B", "H", "K", "s", "frames/s", "GFLOP/s", "%peak",
-                     "%f32", "ref s", "speedup", "norm. speedup", "norm. (mm)", "peak RSS MB",
+                     "%f32", "ref s", "speedup", "norm. speedup", "norm. (mm)", mem_head,
                      "how"], rows)
     lines += ["Reference (authors' code, same kind of machine, f32): "
               + "; ".join(f"B={x['batch']},F={x['frames']},H={x['hypotheses']},K={x['steps']} "
@@ -277,16 +316,16 @@ def render_markdown(r: dict[str, Any]) -> str:
                                                   if x["gflops"] else "")
                           for x in ref["sampling"]), "", "## Denoiser forward", ""]
     lines += _table(["model", "dtype", "clips", "F", "s", "frames/s", "GFLOP/s", "%peak",
-                     "peak RSS MB"],
+                     mem_head],
                     [[d["model"], d["dtype"], str(d["clips"]), str(d["frames"]),
                       _f(d["seconds"], ".3f"), _f(d["frames_per_s"], ".0f"), _f(d["gflops"], ".0f"),
-                      _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get("peak_rss_mb"), ".0f")]
+                      _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get(mem_key), ".0f")]
                      for d in r["denoiser"]])
     lines += ["## Training step (batch 4 × F, AdamW, float32)", ""]
-    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", "peak RSS MB", "how"],
+    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", mem_head, "how"],
                     [[t["model"], str(t["frames"]), _f(t["seconds"]), _f(t["frames_per_s"], ".0f"),
                       _f(t["gflops"], ".0f"), _f(t.get("peak_fraction", 0) * 100, ".0f"),
-                      _f(t.get("peak_rss_mb"), ".0f"), t["how"]] for t in r["training"]])
+                      _f(t.get(mem_key), ".0f"), t["how"]] for t in r["training"]])
     dl = r.get("data_loader")
     if dl:
         lines += [f"## Data loader\n\n`TrainClips` ({dl['source']}), batch {dl['batch']} × "

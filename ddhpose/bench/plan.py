@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ddhpose.model import ModelConfig
+from ddhpose.model.config import ModelConfig
 
 
 def bench_model(width: int, depth: int, frames: int, drop_path: float = 0.0) -> ModelConfig:

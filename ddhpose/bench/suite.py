@@ -36,6 +36,7 @@ from ddhpose.bench.measure import (
     annotate,
     bench_loader,
     count_flops,
+    device_sync,
     machine_info,
     matmul_peak,
     peak_memory,
@@ -44,12 +45,14 @@ from ddhpose.bench.measure import (
     time_call,
 )
 from ddhpose.bench.plan import PAPER_243, BenchPlan, ModelSpec, SampleCase, bench_model
+from ddhpose.errors import DDHPoseError
 from ddhpose.io import atomic_open, write_json
-from ddhpose.model import DDHPose
+from ddhpose.model.ddhpose import DDHPose
 from ddhpose.model.losses import pose_losses
+from ddhpose.model.precision import set_tf32
 
 SCHEMA = "ddhpose-bench/1"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # --- measurement primitives ---------------------------------------------------------------------
 
@@ -102,7 +105,9 @@ class _Runner:
         self._sample_times: dict[tuple, dict[str, Any]] = {}
         self.dtypes = list(dict.fromkeys(["float32", *plan.dtypes]))
         self.probes: dict[str, dict[str, list[float]]] = {dt: {} for dt in self.dtypes}
-        self._gemms = {dt: square_gemms(DTYPES[dt], plan.peak_size) for dt in self.dtypes}
+        self.sync = device_sync(device)
+        self._gemms = {dt: square_gemms(DTYPES[dt], plan.peak_size, device)
+                       for dt in self.dtypes}
 
     def probe_peak(self) -> None:
         """One square product per dtype and kernel (GFLOP/s) before each case: the peak is the
@@ -110,8 +115,10 @@ class _Runner:
         n = self.plan.peak_size
         for dt, kernels in self._gemms.items():
             for name, fn in kernels.items():
+                self.sync()
                 t0 = time.perf_counter()
                 fn()
+                self.sync()
                 self.probes[dt].setdefault(name, []).append(
                     2.0 * n**3 / (time.perf_counter() - t0) / 1e9)
 
@@ -136,7 +143,7 @@ class _Runner:
         cheap = est_s * 3 < self.plan.budget_s
         with peak_memory(self.device) as mem:
             times = time_call(fn, self.plan.budget_s, warmup=1 if cheap or warm_heavy else 0,
-                              max_repeats=3 if cheap else 1)
+                              max_repeats=3 if cheap else 1, sync=self.sync)
         how = (f"median of {len(times)} after 1 warm-up call" if cheap else
                "1 call after 1 warm-up call" if warm_heavy else
                "1 call (warmed up by the denoiser measurement of the same model and dtype)")
@@ -227,22 +234,45 @@ class _Runner:
                 "frames_per_s": batch * spec.frames / sec, **mem}
 
 
+def bench_device(spec: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a device; a one-line :class:`DDHPoseError` naming
+    ``--device`` for anything else or for CUDA asked for on a machine without it (checked before
+    any measurement)."""
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        raise DDHPoseError(f"--device {spec!r}: not a device (cpu, cuda or cuda:N)") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise DDHPoseError(f"--device {spec!r}: only cpu, cuda or cuda:N are measured")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DDHPoseError(f"--device {spec!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DDHPoseError(f"--device {spec!r}: only {torch.cuda.device_count()} CUDA "
+                               "device(s) are visible")
+    return dev
+
+
 def run_benchmark(plan: BenchPlan, threads: int = 2, device: str = "cpu",
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure everything in ``plan``; returns the bench.json content."""
+                  log: Callable[[str], None] = print, tf32: bool = True) -> dict[str, Any]:
+    """Measure everything in ``plan``; returns the bench.json content. On CUDA float32 matmuls
+    use TF32 unless ``tf32`` is False (the pipeline's default, ``train.tf32``/``sample.tf32``)."""
+    dev = bench_device(device)
+    if dev.type == "cuda":
+        set_tf32(tf32)
     torch.set_num_threads(threads)
-    dev = torch.device(device)
     run = _Runner(plan, dev, log)
     started = time.perf_counter()
     result: dict[str, Any] = {
         "schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "mode": plan.mode, "machine": machine_info(threads), "reference": REFERENCE,
+        "mode": plan.mode, "device": dev.type, "machine": machine_info(threads, dev),
+        "reference": REFERENCE,
         "plan": {"models": [asdict(m) for m in plan.models], "dtypes": plan.dtypes,
                  "budget_s": plan.budget_s},
         "peak": {}, "denoiser": [], "sampling": [], "training": [],
     }
     dtypes = run.dtypes
-    first = {dt: matmul_peak(DTYPES[dt], plan.peak_size) for dt in dtypes}
+    first = {dt: matmul_peak(DTYPES[dt], plan.peak_size, device=dev) for dt in dtypes}
     log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v['gflops_best']:.0f}"
                                              for k, v in first.items()))
     for spec in plan.models:
@@ -275,7 +305,7 @@ def run_benchmark(plan: BenchPlan, threads: int = 2, device: str = "cpu",
             else:
                 log(f"bf16 demo-test check skipped: {plan.demo_checkpoint} or "
                     f"{plan.demo_test_split} missing (run `dvc repro` first)")
-    last = {dt: matmul_peak(DTYPES[dt], plan.peak_size) for dt in dtypes}
+    last = {dt: matmul_peak(DTYPES[dt], plan.peak_size, device=dev) for dt in dtypes}
     for dt in dtypes:
         by_kernel = {}
         for name in first[dt]["kernels"]:

@@ -17,7 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="reports",
                         help="directory for bench.json and bench.md (default: reports)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N (default cpu); on CUDA every timed call is "
+                             "synchronised and the peak is the device's matmul peak")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="CUDA: IEEE float32 matmuls instead of TF32 tensor cores")
     parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="comma-separated dtypes to measure (default float32,bfloat16)")
     parser.add_argument("--no-accuracy", action="store_true",
@@ -33,15 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ddhpose.bench.plan import full_plan, quick_plan
-    from ddhpose.bench.suite import run_benchmark, write_reports
+    from ddhpose.bench.suite import DTYPES, bench_device, run_benchmark, write_reports
+    from ddhpose.errors import DDHPoseError
 
+    bench_device(args.device)  # refuse before any measurement
     plan = quick_plan() if args.quick else full_plan()
     plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    unknown = [d for d in plan.dtypes if d not in DTYPES]
+    if unknown:
+        raise DDHPoseError(f"--dtypes: unknown {', '.join(unknown)} (known: {', '.join(DTYPES)})")
     plan.accuracy = not args.no_accuracy
     if args.checkpoint:
         plan.demo_checkpoint = args.checkpoint
     plan.demo_test_split = args.test_split
-    result = run_benchmark(plan, threads=args.threads, device=args.device,
+    result = run_benchmark(plan, threads=args.threads, device=args.device, tf32=args.tf32,
                            log=lambda msg: print(msg, flush=True))
     json_path, md_path = write_reports(result, args.out)
     print(f"wrote {json_path} and {md_path}")

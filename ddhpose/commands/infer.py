@@ -6,8 +6,9 @@ to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content:
   gap filling, ``image_size`` [w, h], ``spread`` (T, 17) metres (std over hypotheses);
 - ``hypotheses`` (T, H, 17, 3) metres with ``--save-hypotheses``;
 - ``root_translation`` (T, 3) metres and ``intrinsic_px`` (9,) with ``--aggregate j_agg``;
-- settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``checkpoint``,
-  ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints).
+- settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``precision`` (e.g.
+  ``float32``, ``bfloat16-weights`` on a CPU, ``bfloat16-autocast`` or ``float32-tf32`` on a GPU),
+  ``checkpoint``, ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints).
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-windows", type=int, default=4, metavar="N",
                         help="windows of F frames per sampler call (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="denoiser precision (bfloat16: faster on CPUs with bf16 units, "
-                             "slightly less accurate; see reports/bench.md)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
+                        default="float32",
+                        help="denoiser precision (default float32). bfloat16: faster on CPUs "
+                             "with bf16 units and on GPUs, slightly less accurate (see "
+                             "reports/bench.md); float16: GPUs without bf16; auto: bfloat16 "
+                             "where the device has bf16 units, float16 on older GPUs, float32 "
+                             "on other CPUs")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="CUDA: IEEE float32 matmuls instead of TF32 tensor cores (for "
+                             "parity runs; slower)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
 
 
@@ -93,11 +101,15 @@ def run(args: argparse.Namespace) -> int:
     from ddhpose.inference.infer import default_intrinsic, infer
     from ddhpose.io import atomic_path, write_json
     from ddhpose.model.checkpoint import load_model
+    from ddhpose.model.precision import precision_label, sample_dtype, set_tf32
 
     _check(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError(None, "--device cuda was asked for but CUDA is not available")
     kps = read_keypoints(args, "infer")
+    device = torch.device(args.device)
+    dtype = sample_dtype(args.dtype, device)
+    set_tf32(args.tf32)
     model = load_model(args.checkpoint, map_location=args.device).to(args.device)
     if model.skeleton.name != "h36m17":
         raise DataError(args.checkpoint, f"infer needs a Human3.6M (h36m) model, this checkpoint "
@@ -108,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     res = infer(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
                 aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
                 batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses,
-                dtype=getattr(torch, args.dtype))
+                dtype=dtype)
 
     content: dict[str, object] = {
         "poses_3d": res.poses_3d,
@@ -120,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         "num_hypotheses": args.hypotheses,
         "steps": args.steps,
         "seed": args.seed,
+        "precision": precision_label(dtype, device, args.tf32, autocast=False),
         "checkpoint": str(args.checkpoint),
         "keypoints_file": str(args.keypoints),
         "source_layout": kps.source_layout,

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from ddhpose.camera import image_coordinates, mpi3dhp_test_intrinsic_px, project_to_2d
+from ddhpose.evaluation import AGGREGATIONS, ORACLE
 from ddhpose.evaluation.metrics import joint_errors, procrustes_align
 
-AGGREGATIONS = ("j_best_oracle", "p_best_oracle", "p_agg", "j_agg")
-ORACLE = {"j_best_oracle": True, "p_best_oracle": True, "p_agg": False, "j_agg": False}
 PROTOCOLS = ("p1", "p2")
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from ddhpose.data.processed import ProcessedSplit
 from ddhpose.errors import DataError
 from ddhpose.evaluation.aggregate import AGGREGATIONS, aggregate_batch
 from ddhpose.io import atomic_open
+
+if TYPE_CHECKING:
+    from ddhpose.model.ddhpose import DDHPose
 
 
 @dataclass
@@ -51,7 +54,7 @@ class SplitPredictions:
 
 
 def predict_split(
-    model: Any,
+    model: DDHPose,
     split: ProcessedSplit,
     *,
     hypotheses: int,

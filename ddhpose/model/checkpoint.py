@@ -4,7 +4,9 @@ Our format (``format="ddhpose-checkpoint"``, ``version=1``) is a ``torch.save`` 
 ``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names),
 ``optimizer`` (an optimizer state_dict or None), ``train_state`` and ``metadata`` (plain Python
 values and tensors). Everything loads with ``torch.load(weights_only=True)``; files are written
-atomically.
+atomically. Files are device-free: every tensor (weights, optimizer state, training state) is
+stored on the CPU, so a checkpoint made on a GPU loads with a plain ``torch.load`` on a CPU-only
+machine.
 
 The authors' files (docs/model.md "Checkpoint formats") hold ``epoch``, ``lr``, ``random_state`` (a
 NumPy RandomState), ``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
@@ -25,7 +27,8 @@ from torch import Tensor
 
 from ddhpose.errors import CheckpointError, ConfigError
 from ddhpose.io import atomic_path
-from ddhpose.model.ddhpose import DDHPose, ModelConfig
+from ddhpose.model.config import ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 
 FORMAT = "ddhpose-checkpoint"
 VERSION = 1
@@ -105,6 +108,17 @@ def _check_plain(obj: Any, where: str, path: Path) -> None:
     raise CheckpointError(path, f"{where} is a {type(obj).__name__}; store plain values/tensors")
 
 
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor inside (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(
     path: str | Path,
     model: DDHPose,
@@ -113,7 +127,11 @@ def save_checkpoint(
     train_state: dict | None = None,
     metadata: dict | None = None,
 ) -> Path:
-    """Write ``model`` (+ optimizer state, training state, metadata) atomically to ``path``."""
+    """Write ``model`` (+ optimizer state, training state, metadata) atomically to ``path``.
+
+    Every tensor is written from the CPU (:func:`to_cpu`); ``optimizer.load_state_dict`` moves the
+    state back to the parameters' device on resume.
+    """
     path = Path(path)
     is_opt = isinstance(optimizer, torch.optim.Optimizer)
     opt_state = optimizer.state_dict() if is_opt else optimizer
@@ -122,9 +140,9 @@ def save_checkpoint(
         "version": VERSION,
         "model_config": asdict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt_state,
-        "train_state": dict(train_state or {}),
-        "metadata": dict(metadata or {}),
+        "optimizer": to_cpu(opt_state),
+        "train_state": to_cpu(dict(train_state or {})),
+        "metadata": to_cpu(dict(metadata or {})),
     }
     for key in ("optimizer", "train_state", "metadata"):
         _check_plain(content[key], key, path)
@@ -310,4 +328,5 @@ __all__ = [
     "read_reference_checkpoint",
     "reference_safe_globals",
     "save_checkpoint",
+    "to_cpu",
 ]

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
-from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ddhpose.errors import ConfigError
-from ddhpose.model.denoiser import XC_LAYOUTS, HSTDenoiser
+from ddhpose.model.config import ModelConfig
+from ddhpose.model.denoiser import HSTDenoiser
 from ddhpose.model.diffusion import (
     SCHEDULE_BUFFERS,
     NoiseSpec,
@@ -36,97 +33,43 @@ from ddhpose.model.diffusion import (
 from ddhpose.model.sampler import ddim_sample
 from ddhpose.skeleton import Skeleton, flip_joints, get_skeleton, joints_to_slots
 
-DATASETS = ("h36m", "3dhp")
 
+def cuda_clips_per_call(budget_bytes: float, *, frames: int, joints: int, width: int,
+                        mlp_ratio: float, elem_bytes: int) -> int:
+    """Clip passes of one no-grad denoiser call that fit ``budget_bytes`` of device memory (>= 1).
 
-@dataclass
-class ModelConfig:
-    """Architecture and diffusion settings: ``data.dataset`` plus the ``model`` section of
-    params.yaml, under the same names (no defaults: the demo's values live in params.yaml, the
-    paper's in ``configs/``; :meth:`from_params` is the adapter).
-
-    dataset: ``"h36m"`` or ``"3dhp"`` (skeleton tables and units); width C, depth L (1 plain +
-    L−1 hierarchical layers), heads, mlp_ratio, frames F, timesteps T, scale (signal scale),
-    drop_path (maximum stochastic-depth rate, training only), xc_layout
-    (``"reference"`` | ``"transpose"``, see :mod:`ddhpose.model.denoiser`). Fixed by the
-    original model, not configurable in params.yaml: qkv_bias, eta (DDIM), clamp (bound of noisy
-    inputs and predictions, in units of ``scale``, metres).
+    Estimate per clip pass: F·J tokens × width × ``elem_bytes`` for each activation alive at once
+    in a hierarchical temporal block (about 12 of width C, plus 2 of the MLP's hidden width),
+    with 25 % allocator slack.
     """
-
-    dataset: str
-    width: int
-    depth: int
-    heads: int
-    mlp_ratio: float
-    frames: int
-    timesteps: int
-    scale: float
-    drop_path: float
-    xc_layout: str
-    qkv_bias: bool = True
-    eta: float = 1.0
-    clamp: float = 1.1
-
-    @classmethod
-    def from_params(cls, dataset: str, model: Any) -> ModelConfig:
-        """The config of params.yaml's ``model`` section (any object with its field names)."""
-        return cls(dataset=dataset, **{f.name: getattr(model, f.name) for f in fields(cls)
-                                       if f.name != "dataset" and hasattr(model, f.name)})
-
-    def validate(self) -> ModelConfig:
-        """Raise :class:`ConfigError` naming the first bad field; return self."""
-        if self.dataset not in DATASETS:
-            raise ConfigError("data.dataset", f"must be one of {'|'.join(DATASETS)}, "
-                                              f"got {self.dataset!r}")
-        if self.xc_layout not in XC_LAYOUTS:
-            raise ConfigError("model.xc_layout", f"must be one of {'|'.join(XC_LAYOUTS)}, "
-                                                 f"got {self.xc_layout!r}")
-        for name in ("width", "depth", "heads", "frames", "timesteps"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"model.{name}", f"must be >= 1, got {getattr(self, name)}")
-        if self.width % self.heads:
-            raise ConfigError("model.width", f"must be divisible by model.heads ({self.heads}), "
-                                             f"got {self.width}")
-        if self.width % 2 or self.width < 4:
-            raise ConfigError("model.width", f"must be even and >= 4, got {self.width}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ConfigError("model.drop_path", f"must be in [0, 1), got {self.drop_path}")
-        for name in ("mlp_ratio", "scale", "clamp"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"model.{name}", f"must be > 0, got {getattr(self, name)}")
-        return self
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        """Build from a plain dict; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"model.{unknown[0]}", "unknown model setting")
-        missing = [f.name for f in fields(cls)
-                   if f.name not in d and f.default is dataclasses.MISSING]
-        if missing:
-            raise ConfigError(f"model.{missing[0]}", "missing model setting")
-        return cls(**d).validate()
+    live = 12 + 2 * mlp_ratio
+    per_clip = frames * joints * width * elem_bytes * live * 1.25
+    return max(1, int(budget_bytes // per_clip))
 
 
 class DDHPose(nn.Module):
     """Diffusion wrapper. Buffers: the 12 float64 schedule tensors (T,); ``dir_bone_estimator``.
 
-    ``amp=True`` runs the denoiser under CUDA autocast (float16) on CUDA inputs; the diffusion
-    arithmetic stays float64/float32 outside autocast.
+    ``autocast`` (e.g. ``torch.bfloat16``; :func:`ddhpose.model.precision.autocast_dtype`) runs
+    every denoiser call under ``torch.autocast`` of the input's device in that dtype (mixed
+    precision training, and validation with it); the diffusion arithmetic stays float64/float32
+    outside autocast. None: float32.
     """
 
     #: Inference chunk size of one CPU denoiser call in activation elements (tokens × width):
     #: about one 243-frame clip or ten 27-frame clips of the paper-size model (see
     #: :meth:`denoise`); small models (e.g. width 64) are not chunked below this size.
     chunk_elements: int = 4608 * 512
+    #: Share of the CUDA memory still available (free on the device + held unused by torch's
+    #: cache) that one no-grad CUDA denoiser call may fill; the clips of a call are chunked to
+    #: stay under it (:func:`cuda_clips_per_call`).
+    cuda_memory_fraction: float = 0.6
 
-    def __init__(self, config: ModelConfig, *, amp: bool = False) -> None:
+    def __init__(self, config: ModelConfig, *, autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.config = config.validate()
         self.skeleton: Skeleton = get_skeleton(self.config.dataset)
-        self.amp = amp
+        self.autocast = autocast
         for name, buf in cosine_schedule(self.config.timesteps).items():
             self.register_buffer(name, buf)
         c = self.config
@@ -146,10 +89,12 @@ class DDHPose(nn.Module):
         """The 12 float64 schedule buffers by name."""
         return {name: getattr(self, name) for name in SCHEDULE_BUFFERS}
 
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.amp and device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    def _autocast(self, device: torch.device,
+                  dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+        dt = dtype or self.autocast
+        if dt is None or dt == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=dt)
 
     def denoise(
         self, x2d: Tensor, bone_dir: Tensor, bone_len: Tensor, t: Tensor,
@@ -158,32 +103,58 @@ class DDHPose(nn.Module):
         """One denoiser call: x2d (B,F,J,2), bone_dir (B,H,F,J,3), bone_len (B,H,F,J,1),
         t (B,) int64 -> x̂0 (B,H,F,J,3) metres (float32). 4-D bone inputs (B,F,J,·) give (B,F,J,3).
 
-        ``dtype`` (e.g. ``torch.bfloat16``): run a cached low-precision copy of the denoiser
-        (:meth:`lowp_denoiser`) on inputs cast to it; the output is cast back to float32.
+        ``dtype`` (``torch.bfloat16`` or ``torch.float16``): on the CPU run a cached
+        low-precision copy of the denoiser (:meth:`lowp_denoiser`) on inputs cast to it; on other
+        devices run the float32 denoiser under ``torch.autocast`` in ``dtype``. The output is
+        float32 either way.
 
         Without autograd, CPU calls over many clips run in chunks of about
         :attr:`chunk_elements` activation elements (clips are independent; smaller working sets
-        stay in cache and run faster — same results up to float32 round-off).
+        stay in cache and run faster — same results up to float32 round-off); CUDA calls run in
+        chunks that fit :attr:`cuda_memory_fraction` of the memory available at the call (one
+        paper-size sampling call at H=20 is 160 clip passes, about 16 GB in float32).
         """
         net = self.dir_bone_estimator
+        amp = None  # autocast dtype of this call (None: the model's own setting)
         if dtype is not None and dtype != net.Spatial_pos_embed.dtype:
-            net = self.lowp_denoiser(dtype)
-            x2d, bone_dir, bone_len = x2d.to(dtype), bone_dir.to(dtype), bone_len.to(dtype)
-        if bone_dir.dim() == 4 or torch.is_grad_enabled() or x2d.device.type != "cpu":
-            with self._autocast(x2d.device):
+            if x2d.device.type == "cpu":
+                net = self.lowp_denoiser(dtype)
+                x2d, bone_dir, bone_len = x2d.to(dtype), bone_dir.to(dtype), bone_len.to(dtype)
+            else:
+                amp = dtype
+        if bone_dir.dim() == 4 or torch.is_grad_enabled():
+            with self._autocast(x2d.device, amp):
                 return net(x2d, bone_dir, bone_len, t).float()
         b, h, f, j, _ = bone_dir.shape
-        per = max(1, self.chunk_elements // (f * j * self.config.width))  # clips per chunk
+        per = self._clips_per_call(x2d, f, j, b * h, amp or self.autocast)
         if b * h <= per:
-            return net(x2d, bone_dir, bone_len, t).float()
+            with self._autocast(x2d.device, amp):
+                return net(x2d, bone_dir, bone_len, t).float()
         out = bone_dir.new_empty((b, h, f, j, 3), dtype=torch.float32)
         hs = min(h, per)  # hypotheses per chunk, then clips per chunk
         bs = max(1, per // hs)
-        for b0 in range(0, b, bs):
-            for h0 in range(0, h, hs):
-                bsl, hsl = slice(b0, b0 + bs), slice(h0, h0 + hs)
-                out[bsl, hsl] = net(x2d[bsl], bone_dir[bsl, hsl], bone_len[bsl, hsl], t[bsl])
+        with self._autocast(x2d.device, amp):
+            for b0 in range(0, b, bs):
+                for h0 in range(0, h, hs):
+                    bsl, hsl = slice(b0, b0 + bs), slice(h0, h0 + hs)
+                    out[bsl, hsl] = net(x2d[bsl], bone_dir[bsl, hsl], bone_len[bsl, hsl], t[bsl])
         return out
+
+    def _clips_per_call(self, x: Tensor, frames: int, joints: int, clips: int,
+                        amp: torch.dtype | None = None) -> int:
+        """Clip passes (B·H) per no-grad denoiser call on ``x``'s device: CPU by
+        :attr:`chunk_elements`, CUDA by the memory available now, other devices all at once."""
+        width = self.config.width
+        if x.device.type == "cpu":
+            return max(1, self.chunk_elements // (frames * joints * width))
+        if x.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(x.device)
+            cached = torch.cuda.memory_reserved(x.device) - torch.cuda.memory_allocated(x.device)
+            elem = 2 if {x.dtype, amp} & {torch.float16, torch.bfloat16} else 4
+            return cuda_clips_per_call(
+                (free + cached) * self.cuda_memory_fraction, frames=frames, joints=joints,
+                width=width, mlp_ratio=self.config.mlp_ratio, elem_bytes=elem)
+        return clips
 
     def lowp_denoiser(self, dtype: torch.dtype) -> HSTDenoiser:
         """An inference copy of ``dir_bone_estimator`` with parameters in ``dtype`` (eval mode).
@@ -240,10 +211,11 @@ class DDHPose(nn.Module):
         (B,K,H,F,J,3), metres × unit_scale, root NOT zeroed. Runs in eval mode (no drop-path) and
         restores the previous mode.
 
-        ``dtype=torch.bfloat16`` runs the denoiser in bfloat16 (:meth:`denoise`; faster on CPUs
-        with bfloat16 matmul units, less accurate — see ``reports/bench.md``); the DDIM update
-        stays float32/float64. Default (or the parameters' own dtype): the model as it is,
-        bit-compatible.
+        ``dtype=torch.bfloat16`` (or ``torch.float16``) runs the denoiser in that precision
+        (:meth:`denoise`: a low-precision copy on the CPU, faster on CPUs with bfloat16 matmul
+        units; autocast on a GPU; less accurate — see ``reports/bench.md``); the DDIM update
+        stays float32/float64. Default (or the parameters' own dtype): the model as it is
+        (with its ``autocast`` setting), bit-compatible.
 
         ``x2d_flip`` defaults to x2d with u negated and left/right keypoints swapped. Random draws
         (``noise``/``generator``, see :func:`ddhpose.model.sampler.ddim_sample` for the order)
@@ -268,4 +240,4 @@ class DDHPose(nn.Module):
         return pred * self.unit_scale if self.unit_scale != 1.0 else pred
 
 
-__all__ = ["DATASETS", "DDHPose", "ModelConfig"]
+__all__ = ["DDHPose", "cuda_clips_per_call"]

@@ -25,11 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ddhpose.errors import ConfigError
+from ddhpose.model.config import XC_LAYOUTS
 from ddhpose.model.fused import add_linear, linear, linear_gelu, use_fused
 from ddhpose.model.layers import Attention, Block, init_weights
 from ddhpose.skeleton import Skeleton
-
-XC_LAYOUTS = ("reference", "transpose")
 
 
 class SinusoidalEmbedding(nn.Module):

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor
 
+from ddhpose.model.transfer import to_device
+
 SCHEDULE_BUFFERS = (
     "betas",
     "alphas_cumprod",
@@ -89,7 +91,8 @@ class RandomDraws:
         training forward: per clip t (1,), direction noise (F,J,3), length noise (F,J,1));
       * ``noise`` a callable ``noise(shape) -> Tensor`` for Gaussian draws (timesteps then come
         from ``generator`` or the global RNG);
-      * ``generator`` a ``torch.Generator`` (draws made on its device, then moved);
+      * ``generator`` a ``torch.Generator`` (draws made on its device, then moved; a CPU draw
+        goes to CUDA by an asynchronous copy from pinned memory);
       * nothing: the global torch RNG on the target device (the reference's behaviour, so the
         same seed reproduces the reference's draws bitwise).
     """
@@ -132,7 +135,7 @@ class RandomDraws:
         else:
             x = torch.randn(shape, device=device)
         self.count += 1
-        return x.to(device=device, dtype=torch.float32)
+        return to_device(x, device, torch.float32)
 
     def randint(
         self, high: int, shape: tuple[int, ...], device: torch.device | str | None = None
@@ -147,7 +150,7 @@ class RandomDraws:
         else:
             x = torch.randint(0, high, shape, device=device)
         self.count += 1
-        return x.to(device=device, dtype=torch.long)
+        return to_device(x, device, torch.long)
 
 
 # --- training-time noising (docs/model.md "Training forward") --------------------------------

@@ -28,11 +28,14 @@ DenoiseFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 REFERENCE_NOISE_SLOTS = tuple(range(1, 17))
 
 
-def _index(slots: Sequence[int], device: torch.device) -> Tensor | slice:
-    """A slice when ``slots`` is contiguous (a cheap view), else an index tensor."""
+def _index(slots: Sequence[int], device: torch.device, skel: Skeleton) -> Tensor | slice:
+    """A slice when ``slots`` is contiguous (a cheap view), else an index tensor on ``device``
+    (the skeleton's cached one for its own bone slots)."""
     s = list(slots)
     if s == list(range(s[0], s[0] + len(s))):
         return slice(s[0], s[0] + len(s))
+    if tuple(s) == skel.bone_slots:
+        return skel.index("bone_slots", device)
     return torch.as_tensor(s, device=device)
 
 
@@ -94,8 +97,8 @@ def ddim_sample(
     recipm1 = schedule["sqrt_recipm1_alphas_cumprod"]
     b, f, j, _ = x2d.shape
     device = x2d.device
-    bone_idx = _index(skel.bone_slots, device)
-    noise_idx = _index(implied_noise_slots or skel.bone_slots, device)
+    bone_idx = _index(skel.bone_slots, device, skel)
+    noise_idx = _index(implied_noise_slots or skel.bone_slots, device, skel)
     nb = skel.num_bones
 
     # clone: the state is updated in place and a replayed draw must stay untouched

@@ -4,7 +4,7 @@ plots, rendered clips, and everything logged to MLflow."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,13 +21,17 @@ from ddhpose.evaluation.report import (
 from ddhpose.io import atomic_open, read_json, write_json
 from ddhpose.pipeline.paths import ProjectPaths
 
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
+
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     with atomic_open(path, "w", newline="") as fh:
         df.to_csv(fh, index=False)
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     test = load_split(paths.split("test"))
     train = load_split(paths.split("train"))
@@ -39,6 +43,7 @@ def run(params: Any, root: Path, tracker: Any) -> None:
         _write_csv(tables.extra["tidy"], paths.eval_dir / "evaluation_3dhp.csv")
     else:
         tables = h36m_tables(test, pred)
+        _write_h36m_protocol_tables(tables.table, paths.eval_dir)
     _write_csv(tables.table, paths.reports / "per_action.csv")
     _write_csv(tables.summary, paths.reports / "per_step.csv")
 
@@ -79,7 +84,17 @@ def run(params: Any, root: Path, tracker: Any) -> None:
           + f" (mean-pose baseline {baseline['p1_mm']:.2f} mm) -> {paths.metrics}")
 
 
-def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> list[Path]:
+def _write_h36m_protocol_tables(table: pd.DataFrame, out_dir: Path) -> None:
+    """``eval/h36m_<P1|P2>.csv``: the paper's table layout, millimetres at the last DDIM step,
+    one row per action and one column per aggregation."""
+    last = table[table["step"] == table["step"].max()]
+    for protocol, rows in last.groupby("protocol"):
+        wide = rows.pivot_table(index="action", columns="aggregation", values="mm")
+        wide.loc["Average"] = wide.mean()
+        _write_csv(wide.reset_index(), out_dir / f"h36m_{str(protocol).lower()}.csv")
+
+
+def _render_clips(params: Params, test: Any, pred: Any, paths: ProjectPaths) -> list[Path]:
     """Render the first ``eval.render_clips`` test sequences (prediction against ground truth)
     as PNG strips; ``ddhpose render`` makes animations."""
     n = int(params.eval.render_clips)
@@ -108,7 +123,7 @@ def _render_clips(params: Any, test: Any, pred: Any, paths: ProjectPaths) -> lis
     return out
 
 
-def _log(tracker: Any, params: Any, tables: Any, metrics: dict[str, Any],
+def _log(tracker: Tracker, params: Params, tables: Any, metrics: dict[str, Any],
          figures: list[Path], paths: ProjectPaths) -> None:
     tracker.log_params({f"eval.{k}": v for k, v in vars(params.eval).items()})
     steps = max(len(v) for v in metrics["per_step"].values())

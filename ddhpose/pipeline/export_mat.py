@@ -7,7 +7,7 @@ layout with one variable per sequence (``S9_Walking_1_cam0``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.evaluation.aggregate import AGGREGATIONS
@@ -15,8 +15,12 @@ from ddhpose.evaluation.export import inference_mat_name, write_inference_mats, 
 from ddhpose.evaluation.predict import load_predictions
 from ddhpose.pipeline.paths import ProjectPaths
 
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     test = load_split(paths.split("test"))
     pred = load_predictions(paths.predictions / "predictions.npz", test)

@@ -30,11 +30,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import write_json
 from ddhpose.pipeline.params import DataParams
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 H36M_3D = "data_3d_h36m.npz"
 MPI_TRAIN = "data_train_3dhp_ori.npz"
@@ -106,7 +110,7 @@ def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
     return {n: out_dir / n for n in names}
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     """DVC stage body (``stages/fetch_data.py``): fetch into ``<root>/data/raw`` and log it."""
     cfg = params.data
     if cfg.source == "local" and not Path(cfg.path).expanduser().is_absolute():

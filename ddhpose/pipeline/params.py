@@ -33,7 +33,7 @@ from typing import Any
 
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
-from ddhpose.model.denoiser import XC_LAYOUTS
+from ddhpose.model.config import XC_LAYOUTS
 from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
 from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, validate
 from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
@@ -97,8 +97,10 @@ class SampleParams:
     seed: int = doc("seed of the initial noise")
     save_hypotheses: bool = doc("also save all H hypotheses (large)")
     device: str = doc("auto | cpu | cuda | cuda:N")
-    dtype: str = doc("denoiser precision: float32 | bfloat16 (faster on CPUs with bf16 "
-                     "units; accuracy cost in reports/bench.md)")
+    dtype: str = doc("denoiser precision: auto | float32 | float16 | bfloat16 (auto: bf16 on "
+                     "GPUs/CPUs with bf16 units, fp16 on older GPUs; cost in reports/bench.md)")
+    tf32: bool = doc("CUDA: float32 matmuls on TF32 tensor cores (false: IEEE float32, for "
+                     "parity runs)")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,10 @@ def _coerce(key: str, v: Any, hint: Any) -> Any:
         return _str_list(key, v)
     if hint == dict[str, str]:
         return _str_map(key, v)
+    if hint == (str | bool):  # train.amp: a mode name, or true/false (kept: public key)
+        if not isinstance(v, (str, bool)):
+            raise ConfigError(key, f"expected a mode name or true/false, got {type_name(v)}")
+        return v
     if hint == (str | tuple[str, ...]):  # data.actions
         if v == "*":
             return v

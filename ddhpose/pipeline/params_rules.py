@@ -10,15 +10,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.errors import ConfigError
-from ddhpose.evaluation.aggregate import AGGREGATIONS
-from ddhpose.model.ddhpose import DATASETS, ModelConfig
+from ddhpose.evaluation import AGGREGATIONS
+from ddhpose.model.config import DATASETS, SAMPLE_DTYPES, ModelConfig
 from ddhpose.synthetic.config import SyntheticConfig
 from ddhpose.training.config import DEVICE_PATTERN
 
 if TYPE_CHECKING:
     from ddhpose.pipeline.params import Params
 
-SAMPLE_DTYPES = ("float32", "bfloat16")
 SOURCES = ("synthetic", "local", "url")
 HEADLINES = AGGREGATIONS
 # eval.headline values before the aggregations' own names were used (refused with a hint).

@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import ProcessedSplit, manifest, save_split
 from ddhpose.errors import DataError
 from ddhpose.io import write_json
 from ddhpose.pipeline.paths import ProjectPaths
 
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
-def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
+
+def build_splits(params: Params, raw: Path) -> dict[str, ProcessedSplit]:
     """Read and validate the raw files of ``params.data.dataset``; return the train/test splits."""
     data = params.data
     if data.dataset == "h36m":
@@ -49,7 +53,7 @@ def build_splits(params: Any, raw: Path) -> dict[str, ProcessedSplit]:
             "test": mpi3dhp_to_processed(test, "test")}
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     splits = build_splits(params, paths.raw)
     info: dict[str, Any] = {}

@@ -11,11 +11,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ddhpose.errors import DDHPoseError
 
-StageFn = Callable[[Any, Path, Any], None]
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
+
+# a stage body: run(params, project root, MLflow tracker)
+StageFn = Callable[["Params", Path, "Tracker"], None]
 
 
 def project_root() -> Path:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError
-from ddhpose.model import ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint
+from ddhpose.model.config import ModelConfig
 from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.training.config import TRAJECTORY_FIELDS
+from ddhpose.training.config import trajectory_changes
 from ddhpose.training.loop import train
+
+if TYPE_CHECKING:
+    from ddhpose.pipeline.params import Params
+    from ddhpose.pipeline.tracking import Tracker
 
 
 def model_config(params: Any) -> ModelConfig:
@@ -39,7 +43,7 @@ def stale_run_reason(last: Path, model_cfg: ModelConfig, train_params: Any) -> s
     changed = [f"model.{k}" for k in want if have.get(k) != want[k]]
     stored = (ckpt.get("train_state") or {}).get("train_config") or {}
     now = train_params.as_dict()
-    changed += [f"train.{k}" for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+    changed += [f"train.{k}" for k in trajectory_changes(stored, now)]
     return ", ".join(changed) or None
 
 
@@ -53,7 +57,7 @@ def _remove_stale(models: Path, reason: str) -> None:
           f"(removed {', '.join(sorted(removed))})")
 
 
-def run(params: Any, root: Path, tracker: Any) -> None:
+def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     cfg = model_config(params)
     last = paths.models / "last.pt"
@@ -74,6 +78,8 @@ def run(params: Any, root: Path, tracker: Any) -> None:
         tracker.log_metrics(metrics, step=epoch)
 
     result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn)
+    # the precision of training and of the validation that picked best.pt
+    tracker.log_params({"train.precision": result.precision})
     for name in ("best.pt", "last.pt", "train_log.csv"):
         if (paths.models / name).is_file():
             tracker.log_artifact(paths.models / name, "models")
@@ -81,5 +87,5 @@ def run(params: Any, root: Path, tracker: Any) -> None:
     if best is not None:
         tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
     print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
-          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}) -> "
-          f"{paths.models}")
+          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}, "
+          f"{result.precision}) -> {paths.models}")

@@ -311,7 +311,6 @@ RECIPES: dict[str, Callable[[Context], Channels]] = {
     "WalkDog": walk_dog, "Walking": walking, "WalkTogether": walk_together,
     "Exercise": exercise, "FloorSit": floor_sit, "Sports": sports, "Reaching": reaching,
 }
-H36M_ACTIONS: tuple[str, ...] = tuple(list(RECIPES)[:15])
 
 
 def generate_channels(action: str, ctx: Context) -> Channels:

@@ -11,8 +11,13 @@ import numpy as np
 
 from ddhpose.camera import H36M_SUBJECTS
 from ddhpose.errors import ConfigError
-from ddhpose.synthetic.actions import H36M_ACTIONS
 
+# The 15 Human3.6M actions, in the order of the real files (each has a recipe in
+# :mod:`ddhpose.synthetic.actions`).
+H36M_ACTIONS: tuple[str, ...] = (
+    "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+    "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
+)
 MPI3DHP_TEST_SEQUENCES = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 MPI3DHP_TRAIN_CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
 

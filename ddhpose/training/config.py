@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import ConfigError
+from ddhpose.model.config import AMP_MODES, amp_mode
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -46,7 +47,10 @@ class TrainConfig:
     val_batch_clips: int = doc("clips per validation sampler call (0 = train.batch_clips)")
     num_workers: int = doc("data loader worker processes")
     grad_clip: float = doc("max gradient norm (0 = off)")
-    amp: bool = doc("mixed precision (CUDA only)")
+    amp: str | bool = doc("mixed precision: off | fp16 | bf16 | auto (bf16 on GPUs/CPUs with bf16 "
+                          "units, fp16 on older GPUs); true = auto, false = off")
+    tf32: bool = doc("CUDA: float32 matmuls on TF32 tensor cores (false: IEEE float32, for "
+                     "parity runs)")
     device: str = doc("auto | cpu | cuda | cuda:N")
 
     def check(self) -> TrainConfig:
@@ -66,6 +70,8 @@ class TrainConfig:
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("grad_clip", self.grad_clip >= 0, "must be >= 0 (0 = off)"),
             ("device", bool(DEVICE_PATTERN.match(self.device)), "must be auto|cpu|cuda|cuda:N"),
+            ("amp", self.amp in (True, False, *AMP_MODES),
+             f"must be one of {'|'.join(AMP_MODES)} (or true = auto, false = off)"),
         ]
         for key, ok, problem in checks:
             if not ok:
@@ -81,11 +87,22 @@ class TrainConfig:
 
 
 # Fields whose change alters the optimisation trajectory: a resume with different values is
-# refused (epochs, checkpoint_every, validate, num_workers, device and val_batch_clips may change).
+# refused (epochs, checkpoint_every, validate, num_workers, device, tf32 and val_batch_clips may
+# change).
 TRAJECTORY_FIELDS = (
     "batch_clips", "lr", "lr_decay", "weight_decay", "w_len", "w_dir", "loss_scaled_grad",
     "flip_augment", "seed", "shuffle_seed", "grad_clip", "amp",
 )
+
+
+def trajectory_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The :data:`TRAJECTORY_FIELDS` whose value in ``stored`` (a checkpoint's ``train_config``)
+    differs from ``now``; ``amp`` compared as a mode (``true`` = ``auto``, ``false`` = ``off``)."""
+    def norm(key: str, value: Any) -> Any:
+        return amp_mode(value) if key == "amp" and value in (True, False, *AMP_MODES) else value
+
+    return [k for k in TRAJECTORY_FIELDS
+            if k in stored and k in now and norm(k, stored[k]) != norm(k, now[k])]
 
 
 @dataclass
@@ -99,6 +116,8 @@ class TrainResult:
         epochs_run: epochs trained in THIS call (0 when the run was already complete).
         epochs_done: epochs completed in total (== ``TrainConfig.epochs`` at the end).
         history: one dict per completed epoch (the rows of ``train_log.csv``).
+        precision: the denoiser's precision in training and validation (``best.pt`` is chosen on
+            validation in it), e.g. ``float32``, ``float32-tf32``, ``bfloat16-autocast``.
     """
 
     best_path: Path
@@ -107,4 +126,5 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     epochs_done: int
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    precision: str = "float32"

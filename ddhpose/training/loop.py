@@ -6,13 +6,22 @@ optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states o
 lr, the best metric and the history. Every other random draw of an epoch (diffusion t and noise,
 drop-path masks, validation sampler noise) comes from generators seeded from ``(seed, epoch)``.
 A run killed at any moment and restarted therefore replays the interrupted epoch exactly and ends
-with bit-identical weights (on the same hardware, thread count and world size).
+with bit-identical weights — on the CPU (deterministic kernels, same thread count and world
+size; tested). On CUDA the draws are the same but some backward kernels (attention, indexing) sum
+with atomics, so a resumed GPU run matches an uninterrupted one up to float round-off only.
 
 DDP equivalence. ``batch_clips`` is the global batch; each rank takes a contiguous share of it.
 The diffusion draws and drop-path masks are made for the whole global batch on every rank and
 sliced (:mod:`ddhpose.training.draws`), rank losses are weighted by their share of the batch, and
 the loss-scaled gradient uses the all-reduced GLOBAL loss, so the DDP-averaged gradient equals the
-single-process gradient up to float round-off — with drop_path > 0 too.
+single-process gradient up to float round-off — with drop_path > 0 too (tested with 2 CPU
+processes; on GPUs the round-off of the per-rank batch sizes and atomics makes the weights drift
+apart slowly, as with any DDP run).
+
+Precision (:mod:`ddhpose.model.precision`): ``train.amp`` runs the denoiser under autocast
+(bfloat16 or float16; float16 with a GradScaler), validation samples with the same setting, so
+``best.pt`` is chosen on validation in the training precision; ``train.tf32`` lets float32
+matmuls on CUDA use TF32. The precision is stated in every ``train_log.csv`` row.
 
 File writes (rank 0 only): ``epoch_<N>.pt`` (every ``checkpoint_every`` epochs), ``best.pt``
 (validation MPJPE improved; without validation it is the latest epoch), then ``last.pt`` and
@@ -33,15 +42,24 @@ import numpy as np
 import torch
 
 from ddhpose.errors import CheckpointError
-from ddhpose.model import DDHPose, ModelConfig
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
+from ddhpose.model.config import ModelConfig
+from ddhpose.model.ddhpose import DDHPose
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import pose_losses
+from ddhpose.model.precision import (
+    amp_mode,
+    autocast_dtype,
+    matmul_precision,
+    precision_label,
+    tf32_enabled,
+)
+from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
 from ddhpose.training.config import (
-    TRAJECTORY_FIELDS,
     TrainConfig,
     TrainResult,
+    trajectory_changes,
 )
 from ddhpose.training.distributed import (
     DistInfo,
@@ -61,6 +79,8 @@ from ddhpose.training.validate import validation_mpjpe
 LogFn = Callable[[dict[str, float], int], None]
 
 LAST, BEST = "last.pt", "best.pt"
+#: the progress bar shows the step loss every BAR_EVERY steps (reading it waits for the GPU)
+BAR_EVERY = 25
 
 
 def _note(msg: str) -> None:
@@ -95,11 +115,21 @@ class _Trainer:
         self.model_cfg, self.cfg, self.info, self.log_fn = model_cfg, cfg, info, log_fn
         self.out_dir = out_dir
         self.val_split = val_split
-        self.amp = bool(cfg.amp and info.device.type == "cuda")
-        if cfg.amp and not self.amp and info.is_main:
-            _note("amp requested but the device is not CUDA: training in float32")
+        if info.distributed and info.world_size > cfg.batch_clips and info.is_main:
+            _note(f"warning: {info.world_size} processes for a global batch of "
+                  f"train.batch_clips={cfg.batch_clips} clips: "
+                  f"{info.world_size - cfg.batch_clips} rank(s) run a weight-0 dummy clip every "
+                  "step; use fewer processes or a larger batch")
+        self.autocast = autocast_dtype(cfg.amp, info.device)
+        if amp_mode(cfg.amp) == "fp16" and self.autocast is None and info.is_main:
+            _note("train.amp: fp16 needs CUDA: training in float32 (bf16 works on the CPU)")
         seed_everything(cfg.seed)
-        self.model = DDHPose(model_cfg, amp=self.amp).to(info.device)
+        self.model = DDHPose(model_cfg, autocast=self.autocast).to(info.device)
+        #: training and validation precision, e.g. "bfloat16-autocast" (train_log, MLflow)
+        self.precision = precision_label(self.autocast, info.device, tf32_enabled())
+        if info.is_main and self.precision != "float32":
+            _note(f"precision {self.precision} (train.amp: {cfg.amp}, train.tf32: {cfg.tf32}); "
+                  "validation, which picks best.pt, runs in it too")
         self.skel = self.model.skeleton
         self.drop_path = GlobalDropPath()
         set_drop_path_mask_fn(self.model, self.drop_path)
@@ -107,7 +137,9 @@ class _Trainer:
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
             weight_decay=cfg.weight_decay,
         )
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        # float16 gradients need loss scaling; bfloat16 has float32's range and needs none
+        self.scaler = (torch.amp.GradScaler("cuda") if self.autocast == torch.float16
+                       else None)
         self.data = TrainBatches(
             train_split, self.skel, frames=model_cfg.frames, batch_clips=cfg.batch_clips,
             flip=cfg.flip_augment, shuffle_seed=cfg.shuffle_seed, num_workers=cfg.num_workers,
@@ -153,7 +185,7 @@ class _Trainer:
         state = ckpt.get("train_state") or {}
         stored = state.get("train_config") or {}
         now = self.cfg.as_dict()
-        diff = [k for k in TRAJECTORY_FIELDS if k in stored and stored[k] != now[k]]
+        diff = trajectory_changes(stored, now)
         if diff:
             shown = ", ".join(f"train.{k}: {stored[k]!r} stored vs {now[k]!r} requested"
                               for k in diff)
@@ -189,20 +221,24 @@ class _Trainer:
         net.train()
         gen = diffusion_generator(cfg.seed, self.epoch)
         self.drop_path.start_epoch(cfg.seed, self.epoch)
-        sums = torch.zeros(4, dtype=torch.float64)
+        # running sums stay on the device: read once per epoch (and every BAR_EVERY steps)
+        sums = torch.zeros(4, dtype=torch.float64, device=info.device)
         clips_seen = 0
         batches = self.data.epoch(info.rank, info.world_size)
         bar = progress_bar(batches, total=len(batches), desc=f"epoch {self.epoch + 1}",
                            enabled=info.is_main, leave=False)
-        for batch in bar:
+        for step, batch in enumerate(bar):
             noise = draw_clip_noise(gen, batch.global_clips, self.model_cfg.frames,
                                     self.skel.num_joints, self.model_cfg.timesteps)
             local = noise.rows(batch.offset, batch.offset + batch.rows)
+            # the step's draws go to the device at once (asynchronous copies), then per clip
+            t, eps_dir, eps_len = (to_device(x, info.device)
+                                   for x in (local.t, local.eps_dir, local.eps_len))
             replay = [x for i in range(batch.rows)
-                      for x in (local.t[i:i + 1], local.eps_dir[i], local.eps_len[i])]
+                      for x in (t[i:i + 1], eps_dir[i], eps_len[i])]
             self.drop_path.set_batch(batch.global_clips, batch.offset, batch.rows)
-            x2d = batch.x2d.to(info.device, torch.float32)
-            x3d = batch.x3d.to(info.device, torch.float32) * self.model.unit_scale
+            x2d = to_device(batch.x2d, info.device, torch.float32)
+            x3d = to_device(batch.x3d, info.device, torch.float32) * self.model.unit_scale
             pred = net(x2d, x3d, noise=replay)
             losses = pose_losses(pred, x3d, self.skel, cfg.w_len, cfg.w_dir)
             parts = torch.stack([losses[k].detach() for k in ("total", "pos", "length", "dir")])
@@ -216,12 +252,12 @@ class _Trainer:
                 global_total = losses["total"].detach()
                 local_total = losses["total"]
             self._step(local_total, global_total)
-            sums += red.cpu() * batch.global_clips
+            sums += red * batch.global_clips
             clips_seen += batch.global_clips
-            if info.is_main:
+            if info.is_main and (step % BAR_EVERY == 0 or step == len(batches) - 1):
                 bar.set_postfix(loss=f"{float(red[0]):.4g}", refresh=False)
         bar.close()
-        means = (sums / max(clips_seen, 1)).tolist()
+        means = (sums / max(clips_seen, 1)).cpu().tolist()
         return dict(zip(("loss_total", "loss_pos", "loss_len", "loss_dir"), means, strict=True))
 
     def _step(self, local_total: torch.Tensor, global_total: torch.Tensor) -> None:
@@ -266,6 +302,7 @@ class _Trainer:
             "history": self.history, "train_config": self.cfg.as_dict(),
             "world_size": self.info.world_size,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "precision": self.precision,
         }
         meta = {"kind": "ddhpose-train", "epoch": self.epoch}
         n = self.cfg.checkpoint_every
@@ -283,6 +320,7 @@ class _Trainer:
             best_path=self.out_dir / BEST, last_path=self.out_dir / LAST,
             best_val_mpjpe_mm=self.best, best_epoch=self.best_epoch, epochs_run=epochs_run,
             epochs_done=self.epoch, history=[dict(r) for r in self.history],
+            precision=self.precision,
         )
 
     def run(self, resume: bool) -> TrainResult:
@@ -316,12 +354,12 @@ class _Trainer:
                 self.best = val if cfg.validate else None
                 self.best_epoch = self.epoch
             row = {"epoch": self.epoch, "lr": lr_used, **losses, "val_mpjpe_mm": val,
-                   "seconds": time.perf_counter() - t0}
+                   "seconds": time.perf_counter() - t0, "precision": self.precision}
             self.history.append(row)
             self.save(improved)
             if info.is_main and self.log_fn is not None:
                 metrics = {k: float(v) for k, v in row.items()
-                           if k != "epoch" and not np.isnan(v)}
+                           if k not in ("epoch", "precision") and not np.isnan(v)}
                 self.log_fn(metrics, self.epoch)
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss_total']:.4g}",
@@ -355,7 +393,7 @@ def train(
         cfg = dataclasses.replace(cfg, validate=False)
         _note("no validation split given: validation disabled (best.pt = last epoch)")
     info = init_distributed(cfg.device)
-    with _deterministic(info.device):
+    with _deterministic(info.device), matmul_precision(cfg.tf32):
         trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn)
         result = trainer.run(resume)
     shutdown_distributed(info)

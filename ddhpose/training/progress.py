@@ -18,8 +18,11 @@ from tqdm import tqdm
 
 from ddhpose.io import atomic_open
 
+#: ``precision``: the denoiser's precision in training and validation of that epoch, e.g.
+#: ``float32``, ``float32-tf32`` or ``bfloat16-autocast`` (:mod:`ddhpose.model.precision`)
 LOG_COLUMNS = (
     "epoch", "lr", "loss_total", "loss_pos", "loss_len", "loss_dir", "val_mpjpe_mm", "seconds",
+    "precision",
 )
 
 

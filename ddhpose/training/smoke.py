@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ddhpose.model import ModelConfig
+from ddhpose.model.config import ModelConfig
 from ddhpose.synthetic.smoke import LAYOUTS, synthetic_split
 from ddhpose.training.config import TrainConfig
 from ddhpose.training.loop import train
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--no-validate", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="train.device (auto | cpu | cuda)")
+    ap.add_argument("--amp", default="off", help="train.amp (off | fp16 | bf16 | auto)")
     args = ap.parse_args(argv)
 
     import torch
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                           invalid_every=3 if args.dataset == "3dhp" else 0)
     base = TrainConfig(**yaml.safe_load(args.params.read_text(encoding="utf-8"))["train"])
     cfg = dataclasses.replace(base, epochs=args.epochs, batch_clips=args.batch_clips, lr=args.lr,
-                              checkpoint_every=1, validate=not args.no_validate, device="cpu")
+                              checkpoint_every=1, validate=not args.no_validate,
+                              device=args.device, amp=args.amp)
     result = train(tiny_model_config(args.dataset, args.drop_path), cfg, split, val, args.out)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({"epochs_done": result.epochs_done, "epochs_run": result.epochs_run,

@@ -1,6 +1,7 @@
 """Capture and restore every random-number state a training run depends on.
 
-A resumed run must continue *bit-identically*, so the checkpoint stores, at each epoch boundary:
+A resumed run must continue *bit-identically* (on the CPU; GPU backward kernels with atomics add
+round-off), so the checkpoint stores, at each epoch boundary:
 the Python ``random`` state, NumPy's global state and torch's CPU (and CUDA, when present) state
 (the epoch shuffler is saved by :mod:`ddhpose.training.batches`). Everything is converted to
 plain Python / torch objects (lists, ints, floats, uint8 tensors) so the checkpoint loads without

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ddhpose.model.transfer import to_device
 from ddhpose.training.distributed import DistInfo, all_reduce_sum
 from ddhpose.training.state import seeded_generator
 
@@ -74,8 +75,8 @@ def validation_mpjpe(
             if i % info.world_size != info.rank:
                 continue
             gen = seeded_generator(seed, epoch, i, _VAL_STREAM)
-            x2d = batch.x2d.to(info.device, torch.float32)
-            x2d_flip = batch.x2d_flip.to(info.device, torch.float32)
+            x2d = to_device(batch.x2d, info.device, torch.float32)
+            x2d_flip = to_device(batch.x2d_flip, info.device, torch.float32)
             out = model.sample(x2d, hypotheses=1, steps=1, generator=gen, x2d_flip=x2d_flip)
             pred = out[:, -1, 0].float().cpu() / scale  # (b, F, J, 3) metres
             err = frame_errors_mm(pred, batch.x3d.cpu(), root)

@@ -185,3 +185,53 @@ def _minimal_result() -> dict:
             "threads": 2}, "wall_seconds": 1.0, "peak": {}, "reference": {
             "peak_gflops": {"float32": 130.0, "bfloat16": 364.0}, "gflop_per_clip_pass_f243": 317,
             "sampling": []}, "sampling": [], "denoiser": [], "training": []}
+
+
+def test_bench_refuses_a_device_it_cannot_measure_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for device in (["cuda"] if not torch.cuda.is_available() else []) + ["mps", "nonsense"]:
+        done = subprocess.run([sys.executable, "-m", "ddhpose.cli", "bench", "--quick",
+                               "--device", device, "--out", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ddhpose bench: error: --device"), lines
+        assert not list(tmp_path.iterdir())  # refused before measuring anything
+
+
+def test_every_timed_call_is_enclosed_by_device_syncs():
+    from ddhpose.bench.measure import device_sync, time_call
+
+    events: list[str] = []
+    times = time_call(lambda: events.append("call"), budget_s=10.0, warmup=1, max_repeats=3,
+                      sync=lambda: events.append("sync"))
+    assert len(times) == 3
+    assert events == ["call"] + ["sync", "call", "sync"] * 3
+    assert device_sync("cpu")() is None
+
+
+def test_result_records_the_device_and_cpu_runs_compare_with_the_authors(result):
+    assert result["device"] == "cpu"
+    assert "cuda_device" not in result["machine"]
+
+
+def test_a_gpu_report_shows_device_memory_and_no_cpu_comparison(result):
+    import copy
+
+    from ddhpose.bench.measure import annotate
+
+    gpu = copy.deepcopy(result)
+    gpu["device"] = "cuda"
+    gpu["machine"].update(cuda_device="Some GPU", cuda_capability="8.0", cuda_memory_gb=40.0,
+                          tf32_matmul=True)
+    for group in ("denoiser", "sampling", "training"):
+        for rec in gpu[group]:
+            rec["cuda_max_allocated_mb"] = 1234.0
+            rec.pop("speedup_raw", None)
+    annotate(gpu)
+    md = render_markdown(gpu)
+    assert "device Some GPU (capability 8.0, 40 GB, TF32 matmul on" in md
+    assert "peak GPU MB (allocated)" in md and "| 1234 |" in md
+    assert not any("speedup_raw" in rec for rec in gpu["sampling"])

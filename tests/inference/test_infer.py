@@ -172,7 +172,21 @@ def test_cli_infer_and_render(tmp_path, model, capsys):
                  "j_agg", "--focal", "700", "--seed", "1", "--dtype", "bfloat16"]) == 0
     with np.load(out16) as z:
         dev = np.abs(z["poses_3d"] - poses).max()
+        assert str(z["precision"]) == "bfloat16-weights"
     assert 0.0 < dev < 0.05, dev
+    # float16 and auto (bfloat16 on CPUs with bf16 units, else float32) are accepted too
+    from ddhpose.model.fused import onednn_bf16_cpu
+
+    for dtype, label in (("float16", "float16-weights"),
+                         ("auto", "bfloat16-weights" if onednn_bf16_cpu() else "float32")):
+        out_d = tmp_path / "out" / f"pred_{dtype}.npz"
+        assert main(["infer", "--checkpoint", str(ckpt), "--keypoints", str(tmp_path / "kp.json"),
+                     "--out", str(out_d), "--hypotheses", "2", "--steps", "1", "--aggregate",
+                     "j_agg", "--focal", "700", "--seed", "1", "--dtype", dtype,
+                     "--no-tf32"]) == 0
+        with np.load(out_d) as z:
+            assert str(z["precision"]) == label
+            assert np.abs(z["poses_3d"] - poses).max() < 0.05
 
 
 def test_cli_errors(tmp_path, model, capsys):

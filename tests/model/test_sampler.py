@@ -113,3 +113,17 @@ def test_reference_implied_noise_slots(dataset, same):
                                    **kwargs))
     assert torch.equal(out[0][:, 0], out[1][:, 0])  # the first step does not use the noise
     assert torch.equal(out[0], out[1]) is same
+
+
+def test_cuda_chunks_keep_a_paper_size_call_under_the_memory_budget():
+    from ddhpose.model.ddhpose import cuda_clips_per_call
+
+    paper = {"frames": 243, "joints": 17, "width": 512, "mlp_ratio": 2.0}
+    gb = 2**30
+    # one paper-setting sampling call (B=4, flip, H=20: 160 clip passes) does not fit 16 GB in
+    # float32: it is split; 80 GB holds it whole; bfloat16 halves the per-clip size
+    on_16 = cuda_clips_per_call(0.6 * 15 * gb, elem_bytes=4, **paper)
+    assert 1 <= on_16 < 160
+    assert cuda_clips_per_call(0.6 * 79 * gb, elem_bytes=4, **paper) >= 160
+    assert cuda_clips_per_call(0.6 * 15 * gb, elem_bytes=2, **paper) in (2 * on_16, 2 * on_16 + 1)
+    assert cuda_clips_per_call(0, elem_bytes=4, **paper) == 1

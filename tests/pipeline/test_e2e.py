@@ -68,12 +68,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     _run(["git", "init", "-q"], root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "copy"], root, env)
-    _run([str(BIN / "dvc"), "repro"], root, env)
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    (root / "first_repro.log").write_text(out)
     return root, env
 
 
 def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None:
     root, _ = project
+    log = (root / "first_repro.log").read_text()
+    assert "is empty" not in log, log  # every output directory gets content
+    assert sorted(p.name for p in (root / "reports" / "eval").iterdir()) == [
+        "h36m_p1.csv", "h36m_p2.csv"]
     for rel in ["data/raw/data_3d_h36m.npz", "data/processed/train.npz",
                 "data/processed/test.npz", "models/best.pt", "models/last.pt",
                 "models/train_log.csv", "reports/predictions/predictions.npz",
@@ -157,3 +162,33 @@ def test_param_change_reruns_only_downstream(project: tuple[Path, dict[str, str]
     assert meta["dtype"] == "bfloat16" and meta["steps"] == 1
     out = _run([str(BIN / "dvc"), "repro"], root, env)  # no-op
     assert not any(f"Running stage '{s}'" in out for s in STAGES), out[-2000:]
+
+
+def test_auto_precision_reruns_train_and_sample_on_the_cpu(
+        project: tuple[Path, dict[str, str]]) -> None:
+    """``train.amp: auto`` + ``sample.dtype: auto``: bfloat16 autocast training and bfloat16
+    sampling where this CPU has bfloat16 units (float32 elsewhere), stated in train_log.csv,
+    meta.json and MLflow."""
+    from ddhpose.model.fused import onednn_bf16_cpu
+
+    root, env = project
+    _set_param(root, "train", "amp", "auto")
+    _set_param(root, "sample", "dtype", "auto")
+    assert _status(root, env) == {"train", "sample"}
+    out = _run([str(BIN / "dvc"), "repro"], root, env)
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"train", "sample", "evaluate", "export_mat"}, out[-2000:]
+    bf16 = onednn_bf16_cpu()
+    log = (root / "models/train_log.csv").read_text().splitlines()
+    assert log[0].endswith(",precision")
+    assert log[-1].endswith(",bfloat16-autocast" if bf16 else ",float32"), log
+    meta = json.loads((root / "reports/predictions/meta.json").read_text())
+    assert meta["dtype"] == "auto"
+    assert meta["precision"] == ("bfloat16-weights" if bf16 else "float32")
+    import mlflow
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    params = [r.data.params for exp in client.search_experiments()
+              for r in client.search_runs([exp.experiment_id])]
+    assert any(p.get("train.precision") == log[-1].rsplit(",", 1)[1] for p in params)
+    assert any(p.get("sample.precision") == meta["precision"] for p in params)

@@ -132,7 +132,9 @@ BAD_VALUES = [
     ("sample.hypotheses", 0, "must be >= 1, got 0"),
     ("sample.steps", 0, "must be >= 1"),
     ("sample.steps", 1001, "must be <= model.timesteps"),
-    ("sample.dtype", "float16", "must be one of float32|bfloat16"),
+    ("sample.dtype", "half", "must be one of auto|float32|float16|bfloat16"),
+    ("train.amp", "fp8", "must be one of off|fp16|bf16|auto (or true = auto, false = off)"),
+    ("train.amp", "on", "must be one of off|fp16|bf16|auto"),
     ("model.frames", 0, "must be >= 1"),
     ("model.width", 60, "divisible by model.heads"),
     ("model.drop_path", 1.0, "must be in [0, 1)"),
@@ -164,7 +166,9 @@ BAD_TYPES = [
     ("train.lr", "0.0001", "expected a number, got a string"),
     ("train.lr", True, "expected a number, got a boolean"),
     ("train.lr", float("nan"), "must be finite"),
-    ("train.amp", 1, "expected true or false"),
+    ("train.amp", 1, "expected a mode name or true/false"),
+    ("train.tf32", "yes", "expected true or false"),
+    ("sample.tf32", 0, "expected true or false"),
     ("data.path", None, "expected a string, got null"),
     ("data.subjects_train", "S1,S5", "expected a list of strings"),
     ("data.subjects_train", ["S1", 5], "item 1"),
@@ -312,3 +316,30 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     assert base_path.read_text() == before  # untouched on failure
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temp left
     assert P.main(["check", str(base_path)]) == 0
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("train.amp", True), ("train.amp", False), ("train.amp", "auto"), ("train.amp", "bf16"),
+    ("train.amp", "fp16"), ("train.amp", "off"), ("train.tf32", False),
+    ("sample.dtype", "auto"), ("sample.dtype", "float16"), ("sample.tf32", False),
+])
+def test_precision_options_are_accepted(base, key, value):
+    p = P.Params.from_dict(_set(base, key, value))
+    section, name = key.split(".")
+    assert getattr(getattr(p, section), name) == value
+
+
+def test_yaml_off_and_on_spellings_of_amp_are_the_booleans(tmp_path):
+    """Unquoted ``off``/``on`` are YAML booleans: they mean off and auto."""
+    from ddhpose.model.precision import amp_mode
+    from ddhpose.training.config import trajectory_changes
+
+    for spelling, mode in (("off", "off"), ("on", "auto"), ("'off'", "off"), ("auto", "auto")):
+        text = (REPO / "params.yaml").read_text(encoding="utf-8")
+        path = tmp_path / "params.yaml"
+        path.write_text(text.replace("  amp: 'off'", f"  amp: {spelling}"), encoding="utf-8")
+        assert amp_mode(P.load_params(path).train.amp) == mode
+    # a run stored with the old boolean resumes under the equivalent mode name
+    assert trajectory_changes({"amp": True, "lr": 1e-3}, {"amp": "auto", "lr": 1e-3}) == []
+    assert trajectory_changes({"amp": False}, {"amp": "off"}) == []
+    assert trajectory_changes({"amp": False}, {"amp": "bf16"}) == ["amp"]

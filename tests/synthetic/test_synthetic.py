@@ -295,3 +295,10 @@ def test_render_preview_writes_a_png(tmp_path: Path) -> None:
 
 def test_h36m17_bone_table_matches_targets() -> None:
     assert set(TARGETS) == set(H36M17.bones)
+
+
+def test_every_h36m_action_has_a_motion_recipe():
+    from ddhpose.synthetic.actions import RECIPES
+    from ddhpose.synthetic.config import H36M_ACTIONS
+
+    assert len(H36M_ACTIONS) == 15 and set(H36M_ACTIONS) <= set(RECIPES)

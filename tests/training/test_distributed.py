@@ -87,3 +87,45 @@ def test_two_ranks_match_one_process(tmp_path, batch_clips, drop_path):
             assert float(ra[col]) == pytest.approx(float(rb[col]), rel=1e-5), col
     # only rank 0 writes: no stray temporary files, one set of checkpoints
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def test_cuda_choices_that_put_two_ranks_on_one_gpu_are_refused():
+    from ddhpose.errors import ConfigError
+    from ddhpose.training.distributed import cuda_index
+
+    assert cuda_index("cuda", 1, 2, device_count=2) == 1
+    assert cuda_index("cuda", 0, 1, device_count=2) is None
+    assert cuda_index("cuda:1", 0, 1, device_count=2) == 1
+    with pytest.raises(ConfigError, match=r"train\.device.*LOCAL_RANK 1 but only 1 CUDA"):
+        cuda_index("cuda", 1, 2, device_count=1)
+    with pytest.raises(ConfigError, match=r"train\.device.*'cuda:0' under torchrun"):
+        cuda_index("cuda:0", 0, 2, device_count=4)
+    with pytest.raises(ConfigError, match="only 1 CUDA device"):
+        cuda_index("cuda:3", 0, 1, device_count=1)
+
+
+def test_cuda_n_under_torchrun_is_refused_before_any_process_group(monkeypatch):
+    """The refusal comes from the real environment torchrun sets, on any machine."""
+    import torch.distributed as dist
+
+    from ddhpose.errors import ConfigError
+    from ddhpose.training.distributed import init_distributed
+
+    for key, val in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, val)
+    with pytest.raises(ConfigError, match="'cuda:0' under torchrun"):
+        init_distributed("cuda:0")
+    assert not dist.is_initialized()
+
+
+def test_more_ranks_than_clips_warns(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ddhpose.training.smoke", "--out", str(out), "--epochs", "1", "--batch-clips",
+           "1", "--sequences", "1", "--frames", "12", "--no-validate"]
+    done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warn = [ln for ln in done.stderr.splitlines() if "weight-0 dummy clip" in ln]
+    assert len(warn) == 1, done.stderr[-3000:]
+    assert "2 processes for a global batch of train.batch_clips=1" in warn[0]

@@ -72,6 +72,7 @@ def test_three_epochs_write_checkpoints_log_and_lower_the_loss(tmp_path, splits)
     rows = read_train_log(tmp_path / "train_log.csv")
     assert list(rows[0].keys()) == list(LOG_COLUMNS)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {r["precision"] for r in rows} == {"float32"}
     assert float(rows[1]["lr"]) == pytest.approx(1e-3 * 0.993)
     assert float(rows[2]["loss_total"]) < float(rows[0]["loss_total"])
     vals = [float(r["val_mpjpe_mm"]) for r in rows]
@@ -202,3 +203,18 @@ def test_sigkill_mid_epoch_then_rerun_gives_bit_identical_weights(tmp_path):
     assert _max_diff(_weights(ref / "last.pt"), _weights(killed / "last.pt")) == 0.0
     assert _max_diff(_weights(ref / "best.pt"), _weights(killed / "best.pt")) == 0.0
     assert len(read_train_log(killed / "train_log.csv")) == 4
+
+
+def test_amp_on_the_cpu_bf16_autocast_or_a_stated_float32_fallback(tmp_path, splits, capsys):
+    from ddhpose.model.fused import onednn_bf16_cpu
+
+    train_split, _ = splits
+    res = train(tiny_model_config(), _cfg(epochs=1, validate=False, amp=True), train_split, None,
+                tmp_path / "auto", resume=False)
+    assert res.precision == ("bfloat16-autocast" if onednn_bf16_cpu() else "float32")
+    assert read_train_log(tmp_path / "auto" / "train_log.csv")[0]["precision"] == res.precision
+    assert math.isfinite(res.history[0]["loss_total"])
+    res = train(tiny_model_config(), _cfg(epochs=1, validate=False, amp="fp16"), train_split,
+                None, tmp_path / "fp16", resume=False)
+    assert res.precision == "float32"
+    assert "train.amp: fp16 needs CUDA: training in float32" in capsys.readouterr().err
