@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from ddhpose.errors import DDHPoseError
+from ddhpose.errors import DDHPoseError, os_error_line
 
 # subcommand -> (module under ddhpose.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"ddhpose.commands.{args._module}")
     try:
         return int(module.run(args) or 0)
-    except (DDHPoseError, FileNotFoundError) as exc:
+    except DDHPoseError as exc:
         print(f"ddhpose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, permission, a folder where a file goes, ...
+        print(f"ddhpose {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
 
 

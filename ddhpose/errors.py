@@ -6,6 +6,7 @@ single line, so a pipeline log shows the cause without a traceback dig.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -42,3 +43,26 @@ class CheckpointError(DDHPoseError, ValueError):
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         super().__init__(f"{path}: {problem}")
+
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on device (disk full)",
+    errno.EDQUOT: "disk quota exceeded (disk full)",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted (permission denied)",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "a path component is not a directory",
+    errno.ENOENT: "no such file or directory",
+    errno.EEXIST: "already exists",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: ``<file>: <cause>`` with the cause in words (disk full,
+    read-only file system, permission denied, ...); used by the stage and command entry points."""
+    cause = _CAUSES.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__)
+    cause = " ".join(str(cause).split())
+    files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    where = " -> ".join(files)
+    return f"{where}: {cause}" if where else cause

@@ -7,7 +7,8 @@ File formats (coordinates in **pixels**, origin top-left, u to the right, v down
 - **JSON**: ``{"layout": "coco17" | "h36m17", "image_size": [w, h],
   "keypoints": [[[u, v(, conf)], ... J], ... T]}``; ``null`` stands for a missing value.
 - **CSV**: long format, one row per (frame, joint), header ``frame,joint,u,v[,confidence]``;
-  ``frame`` is a 0-based integer (T = largest frame + 1), ``joint`` a 0-based index or a joint
+  ``frame`` is a 0-based integer (T = largest frame + 1, below :data:`MAX_CSV_FRAMES`; at least
+  a quarter of the T frames must have rows), ``joint`` a 0-based index or a joint
   name of the layout (see :data:`COCO17_NAMES`, ``ddhpose.skeleton.H36M17.joint_names``); rows
   may come in any order; absent rows and empty cells are missing. CSV holds neither layout nor
   image size: give them as arguments (``--layout``, ``--image-size`` on the command line).
@@ -57,6 +58,7 @@ from ddhpose.errors import DataError, UnknownLayoutError
 from ddhpose.skeleton import H36M17
 
 LAYOUTS = ("h36m17", "coco17")
+MAX_CSV_FRAMES = 1_000_000  # frame indices of a CSV file stay below this (5.5 h at 50 fps)
 COCO17_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
@@ -175,6 +177,7 @@ def _read_csv(path: Path, layout: str | None) -> tuple[np.ndarray, str | None, A
         if frame < 0 or not 0 <= joint < 17:
             raise DataError(path, f"line {line}: frame must be >= 0 and joint in 0..16")
         parsed.append((frame, joint, values, line))
+    _check_frame_range(path, parsed)
     kp = np.full((max(p[0] for p in parsed) + 1, 17, channels), np.nan)
     seen = np.zeros(kp.shape[:2], dtype=bool)
     for frame, joint, values, line in parsed:
@@ -183,6 +186,21 @@ def _read_csv(path: Path, layout: str | None) -> tuple[np.ndarray, str | None, A
         seen[frame, joint] = True
         kp[frame, joint] = values
     return kp, None, None
+
+
+def _check_frame_range(path: Path, parsed: list[tuple[int, int, Any, int]]) -> None:
+    """Refuse a frame index that would make an absurd sequence (T = largest frame + 1): beyond
+    :data:`MAX_CSV_FRAMES`, or leaving more than three quarters of the frames without any row
+    (a typo in the frame column, e.g. 1000000 for 100; the gaps would be interpolated)."""
+    top = max(p[0] for p in parsed)
+    line = min(p[3] for p in parsed if p[0] == top)
+    if top >= MAX_CSV_FRAMES:
+        raise DataError(path, f"line {line}: frame {top} is beyond the largest frame index "
+                              f"{MAX_CSV_FRAMES - 1} (a typo in the frame column?)")
+    present = len({p[0] for p in parsed})
+    if top + 1 >= 100 and top + 1 > 4 * present:
+        raise DataError(path, f"line {line}: frame {top} makes a sequence of {top + 1} frames of "
+                              f"which only {present} have rows (a typo in the frame column?)")
 
 
 def _joint_names(layout: str) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the location of ../shared (skipped with a reason when absent)."""
+"""Shared test fixtures: the location of ../shared (skipped with a reason when absent) and real
+small tmpfs mounts (a full disk, a read-only file system; skipped where mounting is refused)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,28 @@ def parity_dir() -> Path:
 def mpi3dhp_fixture_dir() -> Path:
     """../shared/fixtures/mpi_inf_3dhp (real TS5 annotations and official evaluator tables)."""
     return _need(SHARED / "fixtures" / "mpi_inf_3dhp")
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """``mount(name, size="1m", read_only=False) -> Path``: a real small tmpfs under tmp_path
+    (a full disk or a read-only file system for the tests); unmounted afterwards. Skips with a
+    reason where mounting is not permitted (not root, no mount namespace)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "1m", read_only: bool = False) -> Path:
+        where = tmp_path / name
+        where.mkdir(exist_ok=True)
+        opts = f"size={size}" + (",ro" if read_only else "")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

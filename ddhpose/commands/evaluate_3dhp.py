@@ -57,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     with atomic_open(out / "evaluation_3dhp.csv", "w", newline="") as fh:
         table.to_csv(fh, index=False)
     write_json(out / "summary_3dhp.json", summary)
+    for info in summary["aggregations"].values():
+        missing = info["missing_sequences"]
+        if missing:
+            scored = [ts for ts in annotations if ts not in missing]
+            print(f"ddhpose evaluate-3dhp: warning: {info['file']} lacks {', '.join(missing)} "
+                  f"of the given annotations: the scores are over {', '.join(scored)} only",
+                  file=sys.stderr)
     seqs = ", ".join(next(iter(summary["aggregations"].values()))["sequences"].values())
     print(f"MPI-INF-3DHP evaluation of {seqs} (unweighted mean over sequences)")
     print(format_headline(summary))

@@ -1,5 +1,7 @@
 """``ddhpose infer --checkpoint CKPT --keypoints FILE --out OUT.npz``: lift your own 2D keypoints
-to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content:
+to root-relative 3D (metres). Writes OUT.npz and OUT.json with the same content, as a pair (both
+new or, on any failure, both old); never over an input file, over an existing file only with
+``--force``:
 
 - ``poses_3d`` (T, 17, 3) metres, root joint = 0 (Human3.6M-17 order, camera axes);
 - ``layout`` ("h36m17"), ``keypoints_2d`` (T, 17, 2) the input in pixels after conversion and
@@ -62,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CUDA: IEEE float32 matmuls instead of TF32 tensor cores (for "
                              "parity runs; slower)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing OUT.npz / OUT.json (never an input file)")
+
+
+# upper bounds of the numbers a user gives (beyond them a typo costs hours or all the memory)
+MAX_HYPOTHESES = 1000
+MAX_BATCH_WINDOWS = 4096
+MAX_IMAGE_SIDE_PX = 100_000.0
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -69,11 +79,50 @@ def _check(args: argparse.Namespace) -> None:
 
     if Path(args.out).suffix.lower() != ".npz":
         raise DataError(args.out, "--out must end in .npz")
-    for name in ("hypotheses", "steps", "batch_windows"):
-        if getattr(args, name) < 1:
-            raise DataError(None, f"--{name.replace('_', '-')} must be >= 1")
+    for name, top in (("hypotheses", MAX_HYPOTHESES), ("steps", None),
+                      ("batch_windows", MAX_BATCH_WINDOWS)):
+        value = getattr(args, name)
+        if value < 1 or (top is not None and value > top):
+            bound = f"between 1 and {top}" if top is not None else ">= 1"
+            raise DataError(None, f"--{name.replace('_', '-')} must be {bound}, got {value}")
     if args.focal is not None and not (np.isfinite(args.focal) and args.focal > 0):
         raise DataError(None, f"--focal must be a positive number of pixels, got {args.focal}")
+    if args.image_size is not None and not all(
+            np.isfinite(v) and 1 <= v <= MAX_IMAGE_SIDE_PX for v in args.image_size):
+        raise DataError(None, f"--image-size must be two numbers of pixels between 1 and "
+                              f"{MAX_IMAGE_SIDE_PX:.0f}, got {args.image_size}")
+    if not (np.isfinite(args.min_confidence) and args.min_confidence >= 0):
+        raise DataError(None, f"--min-confidence must be >= 0, got {args.min_confidence}")
+    if not 0 <= args.seed < 2**63:
+        raise DataError(None, f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+
+
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    """OUT.npz and the OUT.json written beside it."""
+    out = Path(args.out)
+    return [out, out.with_suffix(".json")]
+
+
+def check_in_image(xy: np.ndarray, image_size: tuple[float, float], path: object) -> str | None:
+    """Keypoints (T, 17, 2) pixels against the image (w, h): a :class:`DataError` when one lies
+    more than an image size outside it (a wrong ``--image-size`` or a unit mix-up; the model
+    would see a collapsed skeleton), a warning text when more than 5 % lie outside, else None."""
+    from ddhpose.errors import DataError
+
+    size = np.asarray(image_size, dtype=np.float64)
+    outside = np.maximum(-xy, xy - size) / size  # > 0 outside, in image sizes
+    worst = float(outside.max())
+    if worst > 1.0:
+        t, j, c = np.unravel_index(int(np.argmax(outside)), outside.shape)
+        raise DataError(path, f"keypoint {j} of frame {t} is at {'uv'[c]} = {xy[t, j, c]:.6g} "
+                              f"px, more than an image size outside the {size[0]:g} x "
+                              f"{size[1]:g} px image: check --image-size and that the keypoints "
+                              "are pixels")
+    share = float((outside > 0).any(axis=-1).mean())
+    if share > 0.05:
+        return (f"{path}: {100 * share:.0f} % of the keypoints lie outside the {size[0]:g} x "
+                f"{size[1]:g} px image: check --image-size")
+    return None
 
 
 def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
@@ -91,6 +140,9 @@ def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
             print(f"ddhpose {command}: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    note = check_in_image(kps.xy, kps.image_size, args.keypoints)
+    if note:
+        print(f"ddhpose {command}: warning: {note}", file=sys.stderr)
     return kps
 
 
@@ -99,11 +151,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ddhpose.errors import DataError
     from ddhpose.inference.infer import default_intrinsic, infer
-    from ddhpose.io import atomic_path, write_json
+    from ddhpose.io import atomic_paths, check_outputs, json_text
     from ddhpose.model.checkpoint import load_model
     from ddhpose.model.precision import precision_label, sample_dtype, set_tf32
 
     _check(args)
+    outputs = output_paths(args)
+    check_outputs(outputs, inputs=[args.keypoints, args.checkpoint], force=args.force)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError(None, "--device cuda was asked for but CUDA is not available")
     kps = read_keypoints(args, "infer")
@@ -114,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
     if model.skeleton.name != "h36m17":
         raise DataError(args.checkpoint, f"infer needs a Human3.6M (h36m) model, this checkpoint "
                                          f"holds a '{model.config.dataset}' model")
+    if args.steps > model.config.timesteps:
+        raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "
+                                         f"{model.config.timesteps} diffusion timesteps")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     intrinsic = (default_intrinsic(kps.image_size, args.focal)
                  if args.aggregate == "j_agg" else None)
@@ -143,11 +200,11 @@ def run(args: argparse.Namespace) -> int:
     if res.root_translation is not None:
         content["root_translation"] = res.root_translation
         content["intrinsic_px"] = res.intrinsic_px
-    out = Path(args.out)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in content.items()})
-    json_path = out.with_suffix(".json")
-    write_json(json_path, content)
+    out, json_path = outputs
+    with atomic_paths(out, json_path) as (tmp_npz, tmp_json):  # both files new, or both old
+        with open(tmp_npz, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in content.items()})
+        tmp_json.write_text(json_text(content), encoding="utf-8")
     t = res.poses_3d.shape[0]
     print(f"wrote {out} and {json_path}: {t} frames x 17 joints (metres, root-relative), "
           f"H={args.hypotheses} K={args.steps} {res.aggregate}, {len(res.windows)} window(s) of "

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=150, metavar="N",
                         help="animate at most N evenly spaced frames (default 150)")
     parser.add_argument("--title", default=None, help="figure title (default: PRED's name)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing FILE (never an input file)")
 
 
 def _read_pred(path: Path) -> dict[str, np.ndarray]:
@@ -53,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from ddhpose.commands.infer import read_keypoints
     from ddhpose.errors import DataError
     from ddhpose.inference.render import render_sequence
+    from ddhpose.io import check_outputs
 
     pred_path = Path(args.pred)
+    check_outputs([args.out], inputs=[p for p in (args.pred, args.keypoints) if p],
+                  force=args.force)
     data = _read_pred(pred_path)
     poses = data["poses_3d"]
     kp = data.get("keypoints_2d")

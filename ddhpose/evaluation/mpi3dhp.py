@@ -299,7 +299,8 @@ def evaluate_files(
     The aggregation of a file is ``aggregation`` or the one its ``inference_data_<agg>`` name
     says (else the file stem). Returns the tidy frame of every row and a summary dict
     ``{"aggregations": {agg: {"name", "oracle", "per_step": [{step, mpjpe_mm, pck, auc}],
-    "last": {...}}}, "csv": [file names]}``.
+    "last": {...}, "missing_sequences": [annotated sequences the file lacks]}}, "csv": [file
+    names]}``.
     """
     from ddhpose.evaluation.export import (
         MAT_AGGREGATIONS,
@@ -316,7 +317,8 @@ def evaluate_files(
             raise DataError(path, f"aggregation '{agg}' given twice")
         name = MAT_AGGREGATIONS.get(agg, agg)
         oracle = "oracle" in name
-        steps = evaluate_prediction(read_inference(path), annotations, path)
+        pred = read_inference(path)
+        steps = evaluate_prediction(pred, annotations, path)
         per_step = []
         for k, result in enumerate(steps, start=1):
             written += write_step_csvs(result, out_dir, agg, k)
@@ -325,6 +327,7 @@ def evaluate_files(
         aggregations[agg] = {
             "name": name, "oracle": oracle, "file": str(path),
             "sequences": steps[0].sequence_names, "per_step": per_step, "last": per_step[-1],
+            "missing_sequences": [ts for ts in annotations if ts not in pred],
         }
     summary = {"unit": "mm (PCK, AUC in %)", "aggregations": aggregations,
                "csv": [p.name for p in written]}

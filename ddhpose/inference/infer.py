@@ -237,6 +237,11 @@ def infer(
         raise ValueError("keypoints contain NaN/inf: fill gaps first (ddhpose.keypoints)")
     if batch_windows < 1:
         raise ValueError(f"batch_windows must be >= 1, got {batch_windows}")
+    if hypotheses < 1:
+        raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+    if not 1 <= steps <= model.config.timesteps:
+        raise ValueError(f"steps must be between 1 and the model's {model.config.timesteps} "
+                         f"diffusion timesteps, got {steps}")
     w, h = image_size
     t_len, frames = kp.shape[0], int(model.config.frames)
     padded = max(t_len, frames)

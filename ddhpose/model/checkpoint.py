@@ -3,21 +3,29 @@
 Our format (``format="ddhpose-checkpoint"``, ``version=1``) is a ``torch.save`` of a dict with
 ``model_config`` (the :class:`ModelConfig` as a dict), ``state_dict`` (reference names),
 ``optimizer`` (an optimizer state_dict or None), ``train_state`` and ``metadata`` (plain Python
-values and tensors). Everything loads with ``torch.load(weights_only=True)``; files are written
-atomically. Files are device-free: every tensor (weights, optimizer state, training state) is
-stored on the CPU, so a checkpoint made on a GPU loads with a plain ``torch.load`` on a CPU-only
-machine.
+values and tensors) and ``weights_sha256`` (:func:`weights_sha256` of the state_dict, verified on
+every load; files written before it existed load without the check). Everything loads with
+``torch.load(weights_only=True)``; files are written atomically. Files are device-free: every
+tensor (weights, optimizer state, training state) is stored on the CPU, so a checkpoint made on a
+GPU loads with a plain ``torch.load`` on a CPU-only machine.
 
 The authors' files (docs/model.md "Checkpoint formats") hold ``epoch``, ``lr``, ``random_state`` (a
 NumPy RandomState), ``optimizer`` and ``model_pos`` (keys prefixed ``module.``). They are read with
 ``weights_only=True`` plus a narrow allow-list of the NumPy globals needed to rebuild the
-RandomState (:func:`reference_safe_globals`) — never with ``weights_only=False``.
+RandomState (:func:`reference_safe_globals`) — never with ``weights_only=False``. They carry
+no checksum, so a damaged ``.bin`` is caught only when it no longer parses or fits the model;
+``ddhpose convert-checkpoint`` adds the checksum to the converted file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import os
 import pickle
+import re
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -62,12 +70,20 @@ def reference_safe_globals() -> list[Any]:
     return allowed
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(exc: BaseException) -> str:
-    """The informative line of an exception message (torch's weights-only errors are verbose)."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    """The informative line of an exception message, without terminal colour codes: for a
+    refused pickle the cause (``Unsupported global: GLOBAL eval ...``), not torch's advice."""
+    text = _ANSI.sub("", str(exc))
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    causes = [ln.split("WeightsUnpickler error:", 1)[1].strip() for ln in lines
+              if "WeightsUnpickler error:" in ln]
     marked = [ln for ln in lines if ln.startswith(("Can only build", "Unsupported", "Trying to"))]
-    text = (marked or lines or [""])[0]
-    return f"{type(exc).__name__}: {text}".rstrip(": ")
+    line = (causes or marked or lines or [""])[0]
+    line = line.split(" Please use ", 1)[0].split(" To load ", 1)[0].rstrip()
+    return f"{type(exc).__name__}: {line}".rstrip(": ")
 
 
 def _torch_load(path: str | Path, map_location: Any, reference: bool = False) -> Any:
@@ -82,7 +98,8 @@ def _torch_load(path: str | Path, map_location: Any, reference: bool = False) ->
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            path, f"refused by the weights-only loader (unexpected content): {_first_line(exc)}"
+            path, f"refused by the weights-only loader (content that could run code): "
+                  f"{_first_line(exc).split(': ', 1)[-1]}"
         ) from exc
     except Exception as exc:  # truncated zip, bad magic, EOF, ...
         raise CheckpointError(
@@ -106,6 +123,17 @@ def _check_plain(obj: Any, where: str, path: Path) -> None:
             _check_plain(v, f"{where}[{i}]", path)
         return
     raise CheckpointError(path, f"{where} is a {type(obj).__name__}; store plain values/tensors")
+
+
+def weights_sha256(state_dict: dict[str, Tensor]) -> str:
+    """sha256 over every tensor of ``state_dict`` in name order: its name, dtype, shape and raw
+    bytes (CPU, contiguous). Stored as ``weights_sha256`` in our checkpoints, checked on load."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def to_cpu(obj: Any) -> Any:
@@ -144,11 +172,24 @@ def save_checkpoint(
         "train_state": to_cpu(dict(train_state or {})),
         "metadata": to_cpu(dict(metadata or {})),
     }
+    content["weights_sha256"] = weights_sha256(content["state_dict"])
     for key in ("optimizer", "train_state", "metadata"):
         _check_plain(content[key], key, path)
     with atomic_path(path) as tmp:
-        torch.save(content, tmp)
+        try:
+            with open(tmp, "wb") as fh:  # a file object: a full disk raises OSError(ENOSPC)
+                torch.save(content, fh)
+        except RuntimeError as exc:  # torch's zip writer reports a short write its own way
+            raise _write_failure(exc, path) from exc
     return path
+
+
+def _write_failure(exc: RuntimeError, path: Path) -> Exception:
+    """An OSError naming ``path`` when the disk is full (torch says ``unexpected pos``)."""
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return CheckpointError(path, f"could not be written ({_first_line(exc)})")
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -175,6 +216,10 @@ def _validate_ours(ckpt: Any, path: Path) -> dict:
     if not isinstance(ckpt["model_config"], dict):
         raise CheckpointError(path, "model_config is not a dict")
     _check_state_dict(ckpt["state_dict"], path)
+    stored = ckpt.get("weights_sha256")  # absent in files written before it was introduced
+    if stored is not None and stored != weights_sha256(ckpt["state_dict"]):
+        raise CheckpointError(path, "the weights do not match their stored sha256 checksum: the "
+                                    "file is damaged (a changed byte); use another copy")
     return ckpt
 
 
@@ -329,4 +374,5 @@ __all__ = [
     "reference_safe_globals",
     "save_checkpoint",
     "to_cpu",
+    "weights_sha256",
 ]

@@ -18,7 +18,7 @@ from ddhpose.evaluation.report import (
     mpi3dhp_tables,
     per_step_dict,
 )
-from ddhpose.io import atomic_open, read_json, write_json
+from ddhpose.io import atomic_open, probe_writable, read_json, write_json
 from ddhpose.pipeline.paths import ProjectPaths
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.eval_dir)  # a read-only reports/ fails before the work
     test = load_split(paths.split("test"))
     train = load_split(paths.split("train"))
     pred = load_predictions(paths.predictions / "predictions.npz", test)

@@ -13,6 +13,7 @@ from ddhpose.data.processed import load_split
 from ddhpose.evaluation.aggregate import AGGREGATIONS
 from ddhpose.evaluation.export import inference_mat_name, write_inference_mats, write_sequences_mat
 from ddhpose.evaluation.predict import load_predictions
+from ddhpose.io import probe_writable
 from ddhpose.pipeline.paths import ProjectPaths
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.export)  # a read-only reports/ fails before the work
     test = load_split(paths.split("test"))
     pred = load_predictions(paths.predictions / "predictions.npz", test)
     per_agg: dict[str, dict[str, Any]] = {a: {} for a in AGGREGATIONS}

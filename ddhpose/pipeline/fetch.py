@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -83,6 +84,7 @@ def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes it private
@@ -108,6 +110,23 @@ def fetch_data(cfg: DataParams, out_dir: Path) -> dict[str, Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return {n: out_dir / n for n in names}
+
+
+def clean_leftovers(out_dir: Path) -> list[Path]:
+    """Remove the staging folders a killed fetch left beside ``out_dir`` (``.raw.*.tmp``: a
+    partial, unverified download or generation; ``.raw.old.*``: the previous ``data/raw``,
+    which DVC has cached). DVC's lock keeps two runs from fetching at once. Returns them."""
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(.+\.tmp|old\..+)$")
+    found = sorted(p for p in out_dir.parent.iterdir() if pattern.match(p.name))
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if found:
+        print(f"fetch_data: removed {len(found)} staging folder(s) left by an interrupted run: "
+              f"{', '.join(str(p) for p in found)}", file=sys.stderr)
+    return found
 
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:

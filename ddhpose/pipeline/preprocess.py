@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import ProcessedSplit, manifest, save_split
 from ddhpose.errors import DataError
-from ddhpose.io import write_json
+from ddhpose.io import probe_writable, write_json
 from ddhpose.pipeline.paths import ProjectPaths
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ def build_splits(params: Params, raw: Path) -> dict[str, ProcessedSplit]:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.processed)  # a read-only data/ fails before the work
     splits = build_splits(params, paths.raw)
     info: dict[str, Any] = {}
     for name, split in splits.items():

@@ -2,7 +2,8 @@
 
 A stage script in ``stages/`` is three lines: it imports its stage function and calls
 :func:`run_stage`. Everything a user can get wrong (params.yaml, data files, checkpoints)
-surfaces as a single ``<stage>: error: <file or key>: <problem>`` line and exit status 2.
+surfaces as a single ``<stage>: error: <file or key>: <problem>`` line and exit status 2; so does
+every OS error (disk full, read-only file system, permission denied), with the cause in words.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ddhpose.errors import DDHPoseError
+from ddhpose.errors import DDHPoseError, os_error_line
 
 if TYPE_CHECKING:
     from ddhpose.pipeline.params import Params
@@ -39,7 +40,10 @@ def run_stage(stage: str, fn: StageFn, params_path: str | Path | None = None) ->
         params = load_params(Path(params_path) if params_path else root / "params.yaml")
         with stage_run(stage, params, root) as tracker:
             fn(params, root, tracker)
-    except (DDHPoseError, FileNotFoundError) as exc:
+    except DDHPoseError as exc:
         print(f"{stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, permission, ...: one line naming the file
+        print(f"{stage}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     return 0

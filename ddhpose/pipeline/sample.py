@@ -11,7 +11,7 @@ import torch
 from ddhpose.data.processed import file_sha256, load_split
 from ddhpose.errors import ConfigError
 from ddhpose.evaluation.predict import predict_split, save_predictions
-from ddhpose.io import write_json
+from ddhpose.io import probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.model.precision import matmul_precision, precision_label, sample_dtype
 from ddhpose.pipeline.paths import ProjectPaths
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
+    probe_writable(paths.predictions)  # a read-only reports/ fails before the sampling
     cfg = params.sample
     try:
         device = resolve_device(cfg.device)

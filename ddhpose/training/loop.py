@@ -56,11 +56,7 @@ from ddhpose.model.precision import (
 )
 from ddhpose.model.transfer import to_device
 from ddhpose.training.batches import TrainBatches, eval_batches
-from ddhpose.training.config import (
-    TrainConfig,
-    TrainResult,
-    trajectory_changes,
-)
+from ddhpose.training.config import TrainConfig, TrainResult
 from ddhpose.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -73,6 +69,7 @@ from ddhpose.training.distributed import (
 )
 from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_clip_noise
 from ddhpose.training.progress import progress_bar, write_train_log
+from ddhpose.training.resume import resume_blockers
 from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
 from ddhpose.training.validate import validation_mpjpe
 
@@ -173,29 +170,11 @@ class _Trainer:
             _note(f"resuming from {path} after epoch {self.epoch}")
 
     def _check_compatible(self, path: Path, ckpt: dict[str, Any]) -> None:
-        want = dataclasses.asdict(self.model_cfg)
-        have = dict(ckpt.get("model_config") or {})
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        if diff:
-            shown = ", ".join(f"{k}: {have.get(k)!r} stored vs {want.get(k)!r} requested"
-                              for k in diff)
+        reasons = resume_blockers(ckpt, self.model_cfg, self.cfg.as_dict())
+        if reasons:
             raise CheckpointError(
-                path, f"model config differs from the requested one ({shown}); delete it to "
-                "start a new run or restore the old settings")
-        state = ckpt.get("train_state") or {}
-        stored = state.get("train_config") or {}
-        now = self.cfg.as_dict()
-        diff = trajectory_changes(stored, now)
-        if diff:
-            shown = ", ".join(f"train.{k}: {stored[k]!r} stored vs {now[k]!r} requested"
-                              for k in diff)
-            raise CheckpointError(
-                path, f"training settings differ from the interrupted run ({shown}); delete it "
-                "to start a new run or restore the old settings")
-        for key in ("epoch", "lr", "shuffler", "rng", "history"):
-            if key not in state:
-                raise CheckpointError(path, f"train_state lacks '{key}': not a resumable "
-                                      "ddhpose training checkpoint; delete it to start over")
+                path, f"cannot resume this run ({'; '.join(reasons)}); move it away to start "
+                "a new run, or restore the old settings")
 
     def _load_state(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["state_dict"], strict=True)

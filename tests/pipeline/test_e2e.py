@@ -164,6 +164,26 @@ def test_param_change_reruns_only_downstream(project: tuple[Path, dict[str, str]
     assert not any(f"Running stage '{s}'" in out for s in STAGES), out[-2000:]
 
 
+def test_failed_evaluate_loses_nothing(project: tuple[Path, dict[str, str]]) -> None:
+    """DVC deletes a stage's outputs before running it; when evaluate then fails (a bad
+    ``eval.headline``), ``dvc checkout`` brings the previous results back from the cache."""
+    root, env = project
+    keep = ["reports/metrics.json", "reports/per_action.csv", "reports/per_step.csv"]
+    before = {rel: (root / rel).read_bytes() for rel in keep}
+    plots = sorted(p.name for p in (root / "reports/plots").iterdir())
+    headline = yaml.safe_load((root / "params.yaml").read_text())["eval"]["headline"]
+    _set_param(root, "eval", "headline", "bogus")
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode != 0
+    assert "evaluate: error: params key 'eval.headline'" in proc.stdout + proc.stderr
+    _run([str(BIN / "dvc"), "checkout", "evaluate"], root, env)
+    assert {rel: (root / rel).read_bytes() for rel in keep} == before
+    assert sorted(p.name for p in (root / "reports/plots").iterdir()) == plots
+    _set_param(root, "eval", "headline", headline)
+    assert _status(root, env) == set()
+
+
 def test_auto_precision_reruns_train_and_sample_on_the_cpu(
         project: tuple[Path, dict[str, str]]) -> None:
     """``train.amp: auto`` + ``sample.dtype: auto``: bfloat16 autocast training and bfloat16
