@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ddhpose.errors import DDHPoseError
 
@@ -127,7 +128,7 @@ def embedded_postgres(pgdata: Path, database: str = "mlflow") -> Iterator[str]:
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pg = pgserver.get_server(pgdata, cleanup_mode="stop")
+        pg = _start_postgres(pgserver, pgdata)
     except Exception as exc:
         log = pgdata / "log"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
@@ -140,6 +141,21 @@ def embedded_postgres(pgdata: Path, database: str = "mlflow") -> Iterator[str]:
         yield _to_sqlalchemy(pg.get_uri(database))
     finally:
         pg.cleanup()  # pg_ctl stop -w: a clean shutdown, the data folder stays consistent
+
+
+def _start_postgres(pgserver: Any, pgdata: Path, attempts: int = 3) -> Any:
+    """``pgserver.get_server``, retried: it gives ``pg_ctl start`` only 10 s, which a loaded
+    machine can exceed while PostgreSQL still comes up (a retry then finds it running)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return pgserver.get_server(pgdata, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            # a failed start stays registered in pgserver's cache of servers: forget it
+            pgserver.PostgresServer._instances.pop(pgdata, None)
+            if attempt == attempts:
+                raise
+            time.sleep(2.0)
+    raise AssertionError("unreachable")
 
 
 # --- mlflow server --------------------------------------------------------------------------------
