@@ -34,6 +34,7 @@ from typing import Any
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
 from ddhpose.model.config import XC_LAYOUTS
+from ddhpose.pipeline.aside import utc_stamp
 from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
 from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, validate
 from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
@@ -267,9 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "apply":
-            out = args.out or args.base
+            out = Path(args.out or args.base)
+            before = out.read_bytes() if out.is_file() else None
             apply_overrides(args.base, args.override, out)
-            print(f"{out}: applied {args.override} (validated)")
+            kept = ""
+            if before is not None:  # the file it read is replaced: keep the previous version
+                previous = out.parent / ".ddhpose" / "params-previous" / f"{utc_stamp()}-{out.name}"
+                previous.parent.mkdir(parents=True, exist_ok=True)
+                previous.write_bytes(before)
+                kept = f"; previous version kept in {previous}"
+            print(f"{out}: applied {args.override} (validated){kept}")
         elif args.cmd == "check":
             load_params(args.path)
             print(f"{args.path}: ok")

@@ -303,7 +303,11 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     base_path.write_text((REPO / "params.yaml").read_text())
     good = tmp_path / "good.yaml"
     good.write_text("train:\n  epochs: 2\ndata:\n  synthetic:\n    frames: 50\n")
+    original = base_path.read_text()
     assert P.main(["apply", str(good), "--base", str(base_path)]) == 0
+    kept = list((tmp_path / ".ddhpose" / "params-previous").iterdir())
+    assert len(kept) == 1 and kept[0].read_text() == original  # the replaced file is kept
+    assert str(kept[0]) in capsys.readouterr().out
     p = P.load_params(base_path)
     assert p.train.epochs == 2 and p.data.synthetic.frames == 50
     assert p.data.synthetic.seed == demo_params().data.synthetic.seed  # deep merge, not replace
@@ -314,7 +318,8 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'sample.hypotheses': must be >= 1, got 0" in err
     assert base_path.read_text() == before  # untouched on failure
-    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temp left
+    assert not [f for f in tmp_path.iterdir()
+                if f.name.startswith(".") and f.name != ".ddhpose"]  # no temp left
     assert P.main(["check", str(base_path)]) == 0
 
 
