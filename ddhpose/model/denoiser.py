@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ddhpose.errors import ConfigError
@@ -273,14 +274,12 @@ class HSTDenoiser(nn.Module):
     @staticmethod
     def _to_temporal(x: Tensor, clips: int, frames: int) -> Tensor:
         """(B'·F, J, C) -> (B'·J, F, C)."""
-        _, j, c = x.shape
-        return x.view(clips, frames, j, c).transpose(1, 2).reshape(clips * j, frames, c)
+        return rearrange(x, "(b f) j c -> (b j) f c", b=clips, f=frames)
 
     @staticmethod
     def _to_spatial(x: Tensor, clips: int, joints: int) -> Tensor:
         """(B'·J, F, C) -> (B'·F, J, C)."""
-        _, f, c = x.shape
-        return x.view(clips, joints, f, c).transpose(1, 2).reshape(clips * f, joints, c)
+        return rearrange(x, "(b j) f c -> (b f) j c", b=clips, j=joints)
 
     def child_features(self, x: Tensor, clips: int) -> Tensor:
         """Child-mean tokens from the plain temporal output (B'·J, F, C) -> (B'·J, F, C) rows.
