@@ -5,12 +5,12 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: run test test-all lint install clean-outputs
+.PHONY: run test test-all lint install server clean-outputs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,team]'
 	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# A team MLflow tracking server on an embedded PostgreSQL (Ctrl-C stops it cleanly).
+# Options: make server SERVER_ARGS="--host 0.0.0.0 --port 5000 --artifacts-destination s3://b/p"
+server: $(STAMP)
+	$(BIN)/ddhpose server $(SERVER_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,9 +15,15 @@ Variants, in order (each adds one change to the previous):
 7. ``bfloat16``: the default path in bfloat16 (``sample(dtype=torch.bfloat16)``).
 
 All float32 variants give the same outputs up to float32 round-off (the parity tests cover the
-default and the plain path). Entry point:
-``python -m ddhpose.bench.ablation [--out reports] [--threads 2]`` (writes
-``reports/bench_ablation.{json,md}``).
+default and the plain path).
+
+Training: one training step (batch 4, drop-path 0.1, losses, backward, AdamW) in the variants of
+:data:`ddhpose.bench.train_step.TRAIN_VARIANTS`, from the original code's structure to ours,
+cumulative, float32 and bfloat16 autocast; timed interleaved (one step per variant per round,
+after one warm-up step each) on one model, so the load of a shared machine hits all variants
+alike. Entry point:
+``python -m ddhpose.bench.ablation [--out reports] [--threads 2] [--train-repeats 2]
+[--skip-sampling] [--skip-training]`` (writes ``reports/bench_ablation.{json,md}``).
 """
 
 from __future__ import annotations
@@ -36,13 +42,16 @@ import torch
 
 from ddhpose.bench.measure import REFERENCE, machine_info, matmul_peak, normalised_speedup
 from ddhpose.bench.plan import ModelSpec, bench_model
-from ddhpose.bench.suite import denoiser_flops
+from ddhpose.bench.suite import denoiser_flops, training_flops
+from ddhpose.bench.train_step import TRAIN_VARIANTS, StepCase, TrainStep
 from ddhpose.io import atomic_open, write_json
 from ddhpose.model import fused as fused_mod
 from ddhpose.model.ddhpose import DDHPose
 
 VARIANTS = ("baseline", "batched", "sdpa", "chunks", "fused_addmm", "onednn", "bfloat16")
 CASES = ((4, 243, 1), (1, 27, 20), (2, 27, 8))  # (B, F, H), K = 1: the authors' measurements
+#: training-step sizes (width, depth, frames), batch 4: the paper's and the demo's
+TRAIN_CASES = ((512, 8, 243), (64, 3, 27))
 
 
 @contextlib.contextmanager
@@ -144,6 +153,41 @@ def run_ablation(cases: tuple[tuple[int, int, int], ...] = CASES,
             "wall_seconds": time.perf_counter() - started}
 
 
+def run_train_ablation(cases: tuple[tuple[int, int, int], ...] = TRAIN_CASES,
+                       variants: tuple[str, ...] = TRAIN_VARIANTS, repeats: int = 2,
+                       log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Training-step rows: every case under every variant, interleaved (see module docstring).
+    Reports the median and best step and the speedup over the previous variant and over the
+    first (median ratios)."""
+    rows: list[dict[str, Any]] = []
+    for width, depth, frames in cases:
+        step = TrainStep(StepCase(width=width, depth=depth, frames=frames))
+        gflop = training_flops(ModelSpec("ablation", width, depth, frames), 4) / 1e9
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for name in variants:
+            with step.variant(name):
+                step()  # warm-up
+        for _ in range(repeats):
+            for name in variants:
+                with step.variant(name):
+                    t0 = time.perf_counter()
+                    step()
+                    times[name].append(time.perf_counter() - t0)
+        first = previous = None
+        for name in variants:
+            sec = float(sorted(times[name])[len(times[name]) // 2])
+            row = {"width": width, "depth": depth, "frames": frames, "batch": 4,
+                   "variant": name, "dtype": "bfloat16" if "bf16" in name else "float32",
+                   "seconds": sec, "best_seconds": min(times[name]), "times": times[name],
+                   "gflop": gflop, "gflops": gflop / sec,
+                   "step_speedup": previous / sec if previous else None,
+                   "vs_first": first / sec if first else None}
+            first, previous = first or sec, sec
+            rows.append(row)
+            log(f"train C={width} L={depth} F={frames} {name}: {sec:.2f} s")
+    return rows
+
+
 def render_ablation(r: dict[str, Any]) -> str:
     """Markdown table of :func:`run_ablation`'s result."""
     pk = {dt: v["gflops_best"] for dt, v in r["peak"].items()}
@@ -169,6 +213,21 @@ def render_ablation(r: dict[str, Any]) -> str:
             f"{100 * row['gflops'] / pk['float32']:.0f} | "
             + (f"{row['step_speedup']:.2f}" if row["step_speedup"] else "–") + " | "
             + (f"{norm:.2f}" if norm else "–") + " |")
+    if r.get("training"):
+        lines += ["", "## Training step (batch 4, drop-path 0.1, losses, backward, AdamW)", "",
+                  "Variants are cumulative, from the original code's structure to ours (defined "
+                  "in `ddhpose/bench/train_step.py`), timed interleaved after one warm-up step "
+                  "each; `s` = median, `best` = fastest step, `×prev` / `×orig.` = median "
+                  "speedup over the previous row / the first row.", "",
+                  "| model (C, L, F) | variant | dtype | s | best | GFLOP/s | % f32 peak | ×prev "
+                  "| ×orig. |", "|---|---|---|---|---|---|---|---|---|"]
+        for row in r["training"]:
+            lines.append(
+                f"| {row['width']}, {row['depth']}, {row['frames']} | {row['variant']} | "
+                f"{row['dtype']} | {row['seconds']:.2f} | {row['best_seconds']:.2f} | "
+                f"{row['gflops']:.0f} | {100 * row['gflops'] / pk['float32']:.0f} | "
+                + (f"{row['step_speedup']:.2f}" if row["step_speedup"] else "–") + " | "
+                + (f"{row['vs_first']:.2f}" if row["vs_first"] else "–") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,15 +239,27 @@ def write_ablation(result: dict[str, Any], out_dir: str | Path = "reports") -> P
     return out / "bench_ablation.md"
 
 
-__all__ = ["CASES", "VARIANTS", "render_ablation", "run_ablation", "variant", "write_ablation"]
+__all__ = ["CASES", "TRAIN_CASES", "VARIANTS", "render_ablation", "run_ablation",
+           "run_train_ablation", "variant", "write_ablation"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ddhpose.bench.ablation")
     parser.add_argument("--out", default="reports", help="output directory (default reports)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--train-repeats", type=int, default=2,
+                        help="interleaved rounds of training steps (default 2)")
+    parser.add_argument("--skip-sampling", action="store_true", help="no sampling rows")
+    parser.add_argument("--skip-training", action="store_true", help="no training rows")
     args = parser.parse_args(argv)
-    result = run_ablation(threads=args.threads, log=lambda m: print(m, flush=True))
+    started = time.perf_counter()
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    result = run_ablation(cases=() if args.skip_sampling else CASES, threads=args.threads,
+                          log=log)
+    if not args.skip_training:
+        result["training"] = run_train_ablation(repeats=args.train_repeats, log=log)
+        result["machine"]["load_avg_end"] = list(os.getloadavg())
+        result["wall_seconds"] = time.perf_counter() - started
     print(f"wrote {write_ablation(result, args.out)}")
     return 0
 

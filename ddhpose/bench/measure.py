@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ddhpose.bench.train_step import DEFAULT_VARIANT
+
 
 class RssSampler:
     """Peak resident set size of this process while active (a 10 ms polling thread; psutil)."""
@@ -157,6 +159,9 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5,
 REFERENCE: dict[str, Any] = {
     "peak_gflops": {"float32": 130.0, "bfloat16": 364.0},
     "gflop_per_clip_pass_f243": 317.0,
+    # one float32 training step (forward in train mode, the three losses, backward, AdamW),
+    # best of two after a warm-up
+    "training": {"batch": 4, "frames": 243, "seconds": 31.1},
     "sampling": [
         {"batch": 4, "frames": 243, "hypotheses": 1, "steps": 1, "seconds": 39.2, "gflops": 65.0},
         {"batch": 2, "frames": 243, "hypotheses": 1, "steps": 1, "seconds": 15.0, "gflops": None},
@@ -228,6 +233,11 @@ def annotate(result: dict[str, Any]) -> None:
             rec["float32_peak_fraction"] = rec["gflops"] / peak["float32"]
     if result.get("device", "cpu") != "cpu":
         return  # the authors' numbers are CPU times: no like-for-like comparison on a GPU
+    for rec in result["training"]:
+        if rec.get("reference_seconds"):
+            rec["speedup_raw"] = rec["reference_seconds"] / rec["seconds"]
+            rec["speedup_normalised"] = normalised_speedup(rec["reference_seconds"],
+                                                           rec["seconds"], peak["float32"])
     for rec in result["sampling"]:
         if not rec["model"].startswith("paper"):
             continue
@@ -321,16 +331,36 @@ def render_markdown(r: dict[str, Any]) -> str:
                       _f(d["seconds"], ".3f"), _f(d["frames_per_s"], ".0f"), _f(d["gflops"], ".0f"),
                       _f(d.get("peak_fraction", 0) * 100, ".0f"), _f(d.get(mem_key), ".0f")]
                      for d in r["denoiser"]])
-    lines += ["## Training step (batch 4 × F, AdamW, float32)", ""]
-    lines += _table(["model", "F", "s/step", "frames/s", "GFLOP/s", "%peak", mem_head, "how"],
-                    [[t["model"], str(t["frames"]), _f(t["seconds"]), _f(t["frames_per_s"], ".0f"),
-                      _f(t["gflops"], ".0f"), _f(t.get("peak_fraction", 0) * 100, ".0f"),
-                      _f(t.get(mem_key), ".0f"), t["how"]] for t in r["training"]])
+    lines += ["## Training step (batch 4 × F, drop-path 0.1, losses, backward, AdamW)", "",
+              "`original`: the original code's structure (written by us), `"
+              + DEFAULT_VARIANT + "`: ours (the training default), `bf16_autocast`: ours under "
+              "bfloat16 autocast; all three timed interleaved in this run on the same weights. "
+              "`s` = median, `best` = fastest step, `spread` = (slowest − fastest) ÷ median; "
+              "`× orig.` = same-run speedup over the original-style step (median; best-of in "
+              "brackets); `%peak` against the same-run peak of the row's dtype; `norm. speedup` = "
+              "(31.1 s × 130) ÷ (s × our f32 peak), the authors' float32 step normalised by peak. "
+              "Where the time goes: `reports/training_profile.md` (`python -m "
+              "ddhpose.bench.profile_step`); what each change bought: `reports/bench_ablation.md`; "
+              "the accuracy cost of bfloat16 autocast training: `reports/amp_training.md`.", ""]
+    lines += _table(["model", "variant", "dtype", "s", "best", "spread", "× orig.", "frames/s",
+                     "GFLOP/s", "%peak", "%f32", "ref s", "norm. speedup", mem_head,
+                     "step RSS MB"],
+                    [[t["model"], t.get("variant", "–"), t["dtype"], _f(t["seconds"]),
+                      _f(t.get("best_seconds")), _f(t.get("spread", 0) * 100, ".0f") + " %",
+                      _f(t.get("vs_original_median")) + f" ({_f(t.get('vs_original_best'))})",
+                      _f(t["frames_per_s"], ".0f"), _f(t["gflops"], ".0f"),
+                      _f(t.get("peak_fraction", 0) * 100, ".0f"),
+                      _f(t["float32_peak_fraction"] * 100, ".0f"), _f(t.get("reference_seconds")),
+                      _f(t.get("speedup_normalised")), _f(t.get(mem_key), ".0f"),
+                      _f(t.get("step_rss_mb"), ".0f")] for t in r["training"]])
     dl = r.get("data_loader")
     if dl:
+        ratio = dl.get("vs_training")
         lines += [f"## Data loader\n\n`TrainClips` ({dl['source']}), batch {dl['batch']} × "
                   f"{dl['frames']}: **{dl['frames_per_s']:.0f} frames/s** "
-                  f"({dl['clips']} clips in {dl['seconds']:.2f} s).", ""]
+                  f"({dl['clips']} clips in {dl['seconds']:.2f} s)"
+                  + (f": {ratio:.0f}× the fastest training row above "
+                     f"({dl['training_frames_per_s']:.0f} frames/s)." if ratio else "."), ""]
     acc = dict(r.get("bf16_accuracy") or {})
     demo = acc.pop("demo_test", None)
     if acc:

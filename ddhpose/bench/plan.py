@@ -57,6 +57,7 @@ class BenchPlan:
     peak_size: int = 2048
     loader_frames: int = 200_000
     budget_s: float = 20.0  # repeat a timing while the total stays under this (max 3 repeats)
+    train_repeats: int = 3  # interleaved rounds of training steps (one step per variant each)
     accuracy: bool = True
     # bf16 MPJPE change on a trained model's test set (skipped when the files are missing)
     demo_checkpoint: str | None = None
@@ -92,7 +93,7 @@ def quick_plan() -> BenchPlan:
                 SampleCase("paper_f243", 1, 1, 1)]
     return BenchPlan([DEMO_27, PAPER_27, PAPER_243], sampling,
                      {"demo_f27": 8, "paper_f27": 4, "paper_f243": 1}, ["demo_f27", "paper_f27"],
-                     loader_frames=50_000, budget_s=8.0, mode="quick")
+                     loader_frames=50_000, budget_s=8.0, train_repeats=2, mode="quick")
 
 
 __all__ = [

@@ -75,7 +75,11 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
             if s.get(name) is not None:
                 out[f"{key}.{name}"] = float(s[name])
     for t in result["training"]:
-        out[f"train.{t['model']}.seconds"] = t["seconds"]
+        key = f"train.{t['model']}.{t.get('variant', t['dtype'])}"
+        for name in ("seconds", "best_seconds", "spread", "vs_original_median", "peak_fraction",
+                     "speedup_normalised", "peak_rss_mb", "step_rss_mb"):
+            if t.get(name) is not None:
+                out[f"{key}.{name}"] = float(t[name])
     if result.get("data_loader"):
         out["data_loader.frames_per_s"] = result["data_loader"]["frames_per_s"]
     for k, v in result["peak"].items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ddhpose.errors import ConfigError
@@ -69,19 +70,46 @@ class HierarchicalAttention(Attention):
         fused: bool,
         spatial: bool,
         chain_triples: tuple[tuple[int, int, int], ...],
+        joints: int | None = None,
     ) -> None:
         super().__init__(dim, num_heads, qkv_bias, fused, with_xc=True)
         self.spatial = spatial
         self.chain_triples = chain_triples
+        #: ``False``: apply the edit as the sequential python loop (:meth:`edit_scores_loop`),
+        #: the reference's structure; kept for the ablation and the equality tests.
+        self.precomposed_edit = True
+        joints = joints if joints is not None else 1 + max(
+            (i for triple in chain_triples for i in triple), default=-1)
+        self.edit_joints = joints
+        if spatial and chain_triples:
+            changed, source, weight = chain_edit_operator(chain_triples, joints)
+            # not saved: derived from the skeleton; follow ``.to(device/dtype)`` of the module
+            self.register_buffer("edit_changed", torch.tensor(changed), persistent=False)
+            self.register_buffer("edit_source", torch.tensor(source), persistent=False)
+            self.register_buffer("edit_weight", torch.tensor(weight), persistent=False)
 
-    def edit_scores(self, scores: Tensor) -> Tensor:
-        """Sequential in-place chain edit of (N, heads, J, J) scores (later steps read updates)."""
+    def edit_scores_loop(self, scores: Tensor) -> Tensor:
+        """Sequential in-place chain edit of (N, heads, J, J) scores (later steps read updates):
+        about 4·|triples| small kernels forward and more backward."""
         for pp, p, c in self.chain_triples:
             base = scores[:, :, pp, p]
             scores[:, :, p, c] = (scores[:, :, p, c] + base) / 2
             base = scores[:, :, pp, p]
             scores[:, :, c, p] = (scores[:, :, c, p] + base) / 2
         return scores
+
+    def edit_scores(self, scores: Tensor) -> Tensor:
+        """The chain edit of (N, heads, J, J) scores as one precomposed linear map: the E edited
+        entries are a fixed weighted sum of S source entries (:func:`chain_edit_operator`), so
+        ``edited[..., changed] = scores[..., source] @ weight`` (one gather, one (S, E) matmul,
+        one scatter into a copy). Equal to :meth:`edit_scores_loop` up to float round-off;
+        returns a new tensor (the input is not modified)."""
+        n, h, j, _ = scores.shape
+        if not self.precomposed_edit or j != self.edit_joints or not self.chain_triples:
+            return self.edit_scores_loop(scores)
+        flat = scores.reshape(n, h, j * j)
+        upd = flat.index_select(-1, self.edit_source) @ self.edit_weight.to(flat.dtype)
+        return flat.index_copy(-1, self.edit_changed, upd.to(flat.dtype)).view(n, h, j, j)
 
     def forward(  # type: ignore[override]
         self, x: Tensor, xc: Tensor | None = None, project: bool = True
@@ -111,12 +139,15 @@ class HierarchicalBlock(Block):
         spatial: bool,
         fused: bool,
         chain_triples: tuple[tuple[int, int, int], ...],
+        joints: int | None = None,
     ) -> None:
         self._triples = chain_triples
+        self._joints = joints
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop_path, spatial, fused)
 
     def make_attention(self, dim: int, num_heads: int, qkv_bias: bool, fused: bool) -> nn.Module:
-        return HierarchicalAttention(dim, num_heads, qkv_bias, fused, self.spatial, self._triples)
+        return HierarchicalAttention(dim, num_heads, qkv_bias, fused, self.spatial, self._triples,
+                                     self._joints)
 
     def forward(self, x: Tensor, xc: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """x (N, T, C); xc (N, T, C) raw child tokens for temporal blocks (same norm1 applied)."""
@@ -135,6 +166,31 @@ def chain_triples(skel: Skeleton) -> tuple[tuple[int, int, int], ...]:
         for chain in skel.chains
         for i in range(1, len(chain) - 1)
     )
+
+
+def chain_edit_operator(
+    triples: tuple[tuple[int, int, int], ...], joints: int
+) -> tuple[list[int], list[int], list[list[float]]]:
+    """The sequential HRST edit of a (J, J) score matrix, composed into one linear map.
+
+    Every step sets an entry to the mean of itself and another entry, so after all steps each
+    entry is a fixed weighted sum of the original entries. Tracked exactly in float64 over the
+    flattened index e = row·J + col. Returns ``(changed, source, weight)``: the E flat indices
+    the edit changes, the S flat indices they read, and the (S, E) weights (dyadic fractions,
+    exact in float32 and bfloat16), so that ``edited[changed] = scores[source] @ weight`` and all
+    other entries stay as they are.
+    """
+    n = joints * joints
+    coef = torch.eye(n, dtype=torch.float64, device="cpu")  # row e: entry e in original entries
+    for pp, p, c in triples:
+        coef[p * joints + c] = (coef[p * joints + c] + coef[pp * joints + p]) / 2
+        coef[c * joints + p] = (coef[c * joints + p] + coef[pp * joints + p]) / 2
+    eye = torch.eye(n, dtype=torch.float64, device="cpu")
+    changed = [e for e in range(n) if not torch.equal(coef[e], eye[e])]
+    used = coef[changed].abs().sum(0) > 0 if changed else torch.zeros(n, dtype=torch.bool)
+    source = [e for e in range(n) if bool(used[e])]
+    weight = coef[changed][:, source].t().tolist() if changed else []
+    return changed, source, weight
 
 
 class HSTDenoiser(nn.Module):
@@ -190,13 +246,13 @@ class HSTDenoiser(nn.Module):
         self.STEblocks_0 = nn.ModuleList([Block(width, drop_path=dpr[0], spatial=True, **common)])
         self.STEblocks = nn.ModuleList(
             HierarchicalBlock(width, drop_path=dpr[i], spatial=True, chain_triples=triples,
-                              **common)
+                              joints=joints, **common)
             for i in range(1, depth)
         )
         self.TTEblocks_0 = nn.ModuleList([Block(width, drop_path=dpr[0], spatial=False, **common)])
         self.TTEblocks = nn.ModuleList(
             HierarchicalBlock(width, drop_path=dpr[i], spatial=False, chain_triples=triples,
-                              **common)
+                              joints=joints, **common)
             for i in range(1, depth)
         )
         self.Spatial_norm = nn.LayerNorm(width, eps=1e-6)
@@ -218,14 +274,12 @@ class HSTDenoiser(nn.Module):
     @staticmethod
     def _to_temporal(x: Tensor, clips: int, frames: int) -> Tensor:
         """(B'·F, J, C) -> (B'·J, F, C)."""
-        _, j, c = x.shape
-        return x.view(clips, frames, j, c).transpose(1, 2).reshape(clips * j, frames, c)
+        return rearrange(x, "(b f) j c -> (b j) f c", b=clips, f=frames)
 
     @staticmethod
     def _to_spatial(x: Tensor, clips: int, joints: int) -> Tensor:
         """(B'·J, F, C) -> (B'·F, J, C)."""
-        _, f, c = x.shape
-        return x.view(clips, joints, f, c).transpose(1, 2).reshape(clips * f, joints, c)
+        return rearrange(x, "(b j) f c -> (b f) j c", b=clips, j=joints)
 
     def child_features(self, x: Tensor, clips: int) -> Tensor:
         """Child-mean tokens from the plain temporal output (B'·J, F, C) -> (B'·J, F, C) rows.
@@ -242,6 +296,25 @@ class HSTDenoiser(nn.Module):
             return xc.reshape(clips * joints, f, c)
         xc = torch.einsum("jk,bkfc->bjfc", w, xs).contiguous()  # (B', J, F, C)
         return xc.reshape(clips * joints, f, c)
+
+    def blocks_in_call_order(self) -> list[Block]:
+        """The blocks in the order :meth:`forward` runs them (spatial, temporal, alternating)."""
+        order: list[Block] = [self.STEblocks_0[0], self.TTEblocks_0[0]]
+        for s_blk, t_blk in zip(self.STEblocks, self.TTEblocks, strict=True):
+            order += [s_blk, t_blk]
+        return order
+
+    def drop_path_plan(self) -> list[tuple[int, float]]:
+        """The drop-path masks one training forward draws, in call order: (rows per clip, keep
+        probability) per call; rows per clip = F in spatial blocks (tokens (B'·F, J, C)) and J in
+        temporal blocks ((B'·J, F, C)). Each block with a non-zero rate draws twice (attention,
+        then MLP branch); blocks with rate 0 draw nothing."""
+        plan: list[tuple[int, float]] = []
+        for blk in self.blocks_in_call_order():
+            if blk.drop_path.drop_prob > 0.0:
+                rows = self.num_frames if blk.spatial else self.skeleton.num_joints
+                plan += [(rows, 1.0 - blk.drop_path.drop_prob)] * 2
+        return plan
 
     # --- forward --------------------------------------------------------------------------------
 
@@ -300,4 +373,4 @@ class HSTDenoiser(nn.Module):
 
 
 __all__ = ["XC_LAYOUTS", "HSTDenoiser", "HierarchicalAttention", "HierarchicalBlock",
-           "SinusoidalEmbedding", "chain_triples"]
+           "SinusoidalEmbedding", "chain_edit_operator", "chain_triples"]

@@ -129,6 +129,15 @@ class Attention(nn.Module):
     the parameter order equals the reference's.
     """
 
+    #: Split q, k, v with ``unbind`` (one gradient buffer in backward) rather than three
+    #: ``qkv[i]`` selects (each backward fills a full-size zero tensor); ``False`` only for the
+    #: ablation's original-style step. Same values either way.
+    unbind_qkv: bool = True
+    #: With autograd (training), the fused kernel is used only from this many tokens on: its
+    #: forward + backward is about 2× faster than explicit scores at 243 frames (head dim 64) and
+    #: about 2× slower at 17–27 tokens (the demo's joints and frames), measured on the CPU.
+    sdpa_min_tokens_grad: int = 64
+
     def __init__(
         self, dim: int, num_heads: int = 8, qkv_bias: bool = True, fused: bool = True,
         with_xc: bool = False,
@@ -150,14 +159,18 @@ class Attention(nn.Module):
         n, t, _ = x.shape
         qkv = linear(x, self.qkv) if use_fused(x) else self.qkv(x)
         qkv = qkv.reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]
+        if self.unbind_qkv:
+            q, k, v = qkv.unbind(0)  # backward: one stack of the three gradients
+            return q, k, v
+        return qkv[0], qkv[1], qkv[2]  # backward: three zero-filled full-size gradients
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, edit: bool = False, project: bool = True
     ) -> Tensor:
         """softmax(q·kᵀ·scale [edited]) · v, merged back to (N, T, C) and projected
         (``project=False``: not projected, for :func:`ddhpose.model.fused.add_linear`)."""
-        if self.fused and not edit:
+        if self.fused and not edit and (q.shape[-2] >= self.sdpa_min_tokens_grad
+                                        or not torch.is_grad_enabled()):
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             scores = (q @ k.transpose(-2, -1)) * self.scale

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -25,10 +26,20 @@ STATE_FILE = Path(".ddhpose") / "mlflow_run.json"
 OFFLINE_DIR = Path("reports") / "tracking_offline"
 
 
+def tracking_home(project_root: Path) -> Path:
+    """Where the default SQLite store and the offline records live: ``DVC_ROOT`` when it names a
+    folder (DVC sets it for every stage; in a queued ``dvc exp run`` it is the repository the
+    experiment was queued from, not the temporary copy it runs in), else ``project_root``."""
+    dvc_root = os.environ.get("DVC_ROOT", "").strip()
+    if dvc_root and Path(dvc_root).is_dir():
+        return Path(dvc_root).resolve()
+    return Path(project_root).resolve()
+
+
 def tracking_uri(project_root: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<absolute project root>/mlflow.db``."""
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<tracking home>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env or f"sqlite:///{Path(project_root).resolve() / 'mlflow.db'}"
+    return env or f"sqlite:///{tracking_home(project_root) / 'mlflow.db'}"
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
@@ -113,3 +124,39 @@ def dvc_lock_tags(project_root: Path, below_rank: int) -> dict[str, str]:
             blob = json.dumps(entry, sort_keys=True, default=str).encode()
             tags[f"dvc.lock.{name}"] = hashlib.sha256(blob).hexdigest()[:12]
     return tags
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """``{"dvc.exp_name": name}`` inside a ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``), else {}."""
+    name = os.environ.get("DVC_EXP_NAME", "").strip()
+    return {"dvc.exp_name": name} if name else {}
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming this process (host, pid, start time) so a later stage can tell whether the
+    process that opened a run is gone."""
+    import psutil
+
+    me = psutil.Process()
+    return {"ddhpose.host": socket.gethostname(), "ddhpose.pid": str(me.pid),
+            "ddhpose.pid_started": f"{me.create_time():.3f}"}
+
+
+def process_is_gone(tags: Mapping[str, str]) -> bool:
+    """True if the process named by :func:`process_tags` values ``tags`` (same host assumed) no
+    longer runs (its pid is free or now belongs to a process started at another time)."""
+    import psutil
+
+    try:
+        pid = int(tags.get("ddhpose.pid", ""))
+        started = float(tags.get("ddhpose.pid_started", ""))
+    except ValueError:
+        return False  # not ours to judge
+    try:
+        proc = psutil.Process(pid)
+        return (abs(proc.create_time() - started) > 1.0
+                or proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False

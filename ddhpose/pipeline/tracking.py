@@ -30,6 +30,18 @@ switches to the same offline log (with the same single warning). ``tracking.enab
 logs offline without a warning. ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in ``os.environ`` unless the user set them.
 
+A SQLite store that cannot be written (see :mod:`ddhpose.pipeline.sqlite_store`) counts as
+unavailable at once, before MLflow would retry for minutes; with a SQLite store every group of
+MLflow calls holds the store's writer lock, so concurrent pipelines do not collide. The offline
+records and the default SQLite store live in ``DVC_ROOT`` when DVC sets it (a queued experiment
+logs to the repository it was queued from; :func:`ddhpose.pipeline.run_state.tracking_home`).
+Replay offline records with ``ddhpose tracking sync`` (:mod:`ddhpose.pipeline.tracking_sync`).
+
+Killed stages: each child run carries its process's host, pid and start time; when a stage
+starts it marks KILLED every RUNNING stage run of its experiment whose process on this host is
+gone (SIGKILL, power loss), and that run's parent if still RUNNING. Parent runs carry
+``dvc.exp_name`` inside ``dvc exp run``.
+
 Distributed training: only rank 0 (``torch.distributed`` rank, else ``RANK``) logs; other ranks
 get a no-op tracker and never touch the state file.
 """
@@ -54,12 +66,17 @@ from ddhpose.pipeline.run_state import (
     STATE_FILE,
     artifact_location,
     distributed_rank,
+    dvc_experiment_tags,
     dvc_lock_tags,
     git_info,
     needs_new_parent,
+    process_is_gone,
+    process_tags,
     read_state,
+    tracking_home,
     tracking_uri,
 )
+from ddhpose.pipeline.sqlite_store import store_lock, store_problem
 
 HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 _BATCH = 100  # MLflow accepts at most 100 params / tags per log_batch request
@@ -119,6 +136,20 @@ class Tracker:
         self._parent_run_id = parent_run_id
         self._params: dict[str, str] = {}
         self.warned = False
+        self._locked = False
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[None]:
+        """Hold the SQLite store's writer lock (re-entrant; a no-op for a server)."""
+        if self._locked or self.mode != "mlflow":
+            yield
+            return
+        with store_lock(self.uri):
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
 
     @property
     def run_id(self) -> str | None:
@@ -225,7 +256,8 @@ class Tracker:
             return
         if self.mode == "mlflow":
             try:
-                send()
+                with self.store():
+                    send()
                 return
             except Exception as exc:
                 if _is_caller_error(exc):
@@ -261,11 +293,12 @@ class Tracker:
             return
         if self.mode == "mlflow":
             try:
-                if error is not None:
-                    self._log_batch(self._run_id, tags={"ddhpose.error": _one_line(error)})
-                self._client.set_terminated(self._run_id, status)
-                self._client.set_terminated(self._parent_run_id,
-                                            "FINISHED" if status == "FINISHED" else "FAILED")
+                with self.store():
+                    if error is not None:
+                        self._log_batch(self._run_id, tags={"ddhpose.error": _one_line(error)})
+                    self._client.set_terminated(self._run_id, status)
+                    self._client.set_terminated(self._parent_run_id,
+                                                "FINISHED" if status == "FINISHED" else "FAILED")
                 return
             except Exception as exc:
                 self.go_offline(exc)
@@ -285,7 +318,7 @@ def stage_run(stage: str, params: Params, project_root: Path) -> Iterator[Tracke
     if stage not in STAGE_RANKS:
         raise ValueError(f"tracking: unknown stage {stage!r} (known: {', '.join(STAGE_RANKS)})")
     root = Path(project_root).resolve()
-    offline_path = root / OFFLINE_DIR / f"{stage}.jsonl"
+    offline_path = tracking_home(root) / OFFLINE_DIR / f"{stage}.jsonl"
     if distributed_rank() != 0:
         tracker = Tracker(stage, "noop")
     elif not params.tracking.enabled:
@@ -315,7 +348,11 @@ def _start_mlflow(stage: str, params: Params, root: Path, uri: str, offline_path
     rank = STAGE_RANKS[stage]
     state = read_state(root)
     try:
-        _open_runs(tracker, params, root, uri, rank, state)
+        problem = store_problem(uri)
+        if problem:
+            raise StoreUnwritable(problem)
+        with tracker.store():
+            _open_runs(tracker, params, root, uri, rank, state)
     except Exception as exc:
         # Unless this call already recorded its parent, keep the local part of the rule: a
         # re-run from upstream must not be joined by later stages.
@@ -330,6 +367,37 @@ def _start_mlflow(stage: str, params: Params, root: Path, uri: str, offline_path
         tracker.go_offline(exc)
         _start_offline(tracker, params, f"MLflow unavailable: {_one_line(exc)}")
     return tracker
+
+
+class StoreUnwritable(OSError):
+    """The local SQLite store cannot be written (checked before MLflow retries for minutes)."""
+
+
+def close_killed_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the stage runs of this machine left RUNNING by a process that is gone
+    (SIGKILL, power loss), and their parents; return the run ids closed."""
+    host = process_tags()["ddhpose.host"]
+    found = client.search_runs(
+        [experiment_id], max_results=200,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`ddhpose.host` = '{host}'",
+    )
+    closed: list[str] = []
+    for run in found:
+        tags = run.data.tags
+        if "ddhpose.stage" not in tags or not process_is_gone(tags):
+            continue
+        note = (f"process {tags.get('ddhpose.pid')} on {host} ended without closing this run; "
+                f"marked KILLED at {_now_iso()}")
+        client.set_tag(run.info.run_id, "ddhpose.error", note)
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+        parent = tags.get("mlflow.parentRunId")
+        if parent:
+            with contextlib.suppress(Exception):
+                if client.get_run(parent).info.status == "RUNNING":
+                    client.set_terminated(parent, "KILLED")
+                    closed.append(parent)
+    return closed
 
 
 def _open_runs(tracker: Tracker, params: Params, root: Path, uri: str, rank: int,
@@ -348,6 +416,7 @@ def _open_runs(tracker: Tracker, params: Params, root: Path, uri: str, rank: int
         exp_id = exp.experiment_id
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp_id)
+    close_killed_runs(client, exp_id)
 
     parent_run = None
     if state and state.get("parent_run_id") and state.get("tracking_uri") == uri:
@@ -359,10 +428,11 @@ def _open_runs(tracker: Tracker, params: Params, root: Path, uri: str, rank: int
     alive = parent_run is not None and parent_run.info.lifecycle_stage != "deleted"
     flat = {k: str(v) for k, v in params.to_flat_dict().items()}
     git = git_info(root)
+    exp_tags = dvc_experiment_tags()
     if needs_new_parent(state, uri, exp_id, rank, alive):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         parent = client.create_run(exp_id, run_name=f"pipeline-{stamp}",
-                                   tags={"dataset": params.data.dataset, **git,
+                                   tags={"dataset": params.data.dataset, **git, **exp_tags,
                                          "ddhpose.started_by": tracker.stage})
         parent_id = parent.info.run_id
         tracker._log_batch(parent_id, params=flat)
@@ -371,6 +441,8 @@ def _open_runs(tracker: Tracker, params: Params, root: Path, uri: str, rank: int
         assert parent_run is not None
         parent_id = parent_run.info.run_id
         client.update_run(parent_id, status="RUNNING")
+        if exp_tags:
+            tracker._log_batch(parent_id, tags=exp_tags)
         old = parent_run.data.params
         changed = sorted(k for k, v in flat.items() if k in old and old[k] != v)
     tracker._parent_run_id = parent_id
@@ -384,7 +456,8 @@ def _open_runs(tracker: Tracker, params: Params, root: Path, uri: str, rank: int
         tracker._log_batch(parent_id, tags=lock_tags)
 
     child_tags = {MLFLOW_PARENT_RUN_ID: parent_id, "ddhpose.stage": tracker.stage,
-                  "ddhpose.stage_rank": str(rank), "dataset": params.data.dataset, **git}
+                  "ddhpose.stage_rank": str(rank), "dataset": params.data.dataset, **git,
+                  **exp_tags, **process_tags()}
     if changed:
         child_tags["ddhpose.params_changed"] = ",".join(changed)[:5000]
     child = client.create_run(exp_id, run_name=tracker.stage, tags=child_tags)

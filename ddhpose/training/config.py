@@ -52,6 +52,9 @@ class TrainConfig:
     tf32: bool = doc("CUDA: float32 matmuls on TF32 tensor cores (false: IEEE float32, for "
                      "parity runs)")
     device: str = doc("auto | cpu | cuda | cuda:N")
+    reuse_host_memory: bool = doc("keep freed host memory in the heap for the next step (no "
+                                  "page-fault churn: paper size 25 % less CPU time, 30 % more "
+                                  "peak RSS)")
 
     def check(self) -> TrainConfig:
         """Return self after checking every value; ConfigError names the ``train.*`` key."""

@@ -69,19 +69,49 @@ class GlobalDropPath:
     Bernoulli(keep) values and keeps rows ``[offset · N/local, (offset + local) · N/local)``, so the
     masks a clip receives do not depend on the rank split. Call :meth:`set_batch` before each
     forward pass.
+
+    With a ``plan`` (:meth:`ddhpose.model.denoiser.HSTDenoiser.drop_path_plan`: rows per clip and
+    keep probability of every mask of one forward, in call order), :meth:`set_batch` draws all
+    masks of the step at once into one buffer (pinned when ``device`` is CUDA), copies it to
+    ``device`` once (non-blocking) and the forward gets slices of it: no draw and no host-device
+    copy inside the forward. The values and their order are the same as without a plan (each
+    mask is still its own ``bernoulli_`` call on the generator, in call order).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plan: list[tuple[int, float]] | None = None,
+                 device: torch.device | str | None = None) -> None:
         self.gen: torch.Generator | None = None
         self.global_clips = 0
         self.offset = 0
         self.local_clips = 0
+        self.plan = list(plan) if plan is not None else None
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._masks: Tensor | None = None  # this step's masks, flat, on ``device``
+        self._starts: list[int] = []  # where each plan entry's global rows begin in _masks
+        self._next = 0  # index of the next plan entry the forward asks for
 
     def start_epoch(self, seed: int, epoch: int) -> None:
         self.gen = seeded_generator(seed, epoch, _DROP_PATH_STREAM)
 
     def set_batch(self, global_clips: int, offset: int, local_clips: int) -> None:
         self.global_clips, self.offset, self.local_clips = global_clips, offset, local_clips
+        if self.plan is not None and self.gen is not None and local_clips > 0:
+            self._draw_step()
+
+    def _draw_step(self) -> None:
+        """All masks of one forward: one buffer, one ``bernoulli_`` per mask, one copy."""
+        assert self.plan is not None and self.gen is not None
+        sizes = [self.global_clips * rows for rows, _ in self.plan]
+        self._starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        cuda = self.device.type == "cuda"
+        buf = torch.empty(sum(sizes), pin_memory=cuda)
+        for (_, keep), start, size in zip(self.plan, self._starts, sizes, strict=True):
+            part = buf[start:start + size]
+            part.bernoulli_(keep, generator=self.gen)
+            if keep > 0.0:
+                part.div_(keep)
+        self._masks = buf.to(self.device, non_blocking=cuda)
+        self._next = 0
 
     def __call__(self, shape: tuple[int, ...], keep: float, x: Tensor) -> Tensor:
         if self.gen is None or self.local_clips <= 0:
@@ -90,12 +120,24 @@ class GlobalDropPath:
         if rows % self.local_clips:
             raise RuntimeError(f"drop-path rows {rows} not a multiple of {self.local_clips} clips")
         per_clip = rows // self.local_clips
-        full = torch.empty(self.global_clips * per_clip).bernoulli_(keep, generator=self.gen)
-        if keep > 0.0:
-            full.div_(keep)
-        start = self.offset * per_clip
-        mask = full[start:start + rows]
-        return mask.view(shape).to(device=x.device, dtype=x.dtype)
+        if self.plan is None:
+            full = torch.empty(self.global_clips * per_clip).bernoulli_(keep, generator=self.gen)
+            if keep > 0.0:
+                full.div_(keep)
+            start = self.offset * per_clip
+            mask = full[start:start + rows]
+            return mask.view(shape).to(device=x.device, dtype=x.dtype)
+        if self._masks is None or self._next >= len(self.plan):
+            raise RuntimeError("drop-path masks of this step are used up: call set_batch() "
+                               "before each forward pass")
+        want_rows, want_keep = self.plan[self._next]
+        if (want_rows, want_keep) != (per_clip, keep):
+            raise RuntimeError(
+                f"drop-path call {self._next} wants {per_clip} rows per clip at keep {keep}, the "
+                f"plan has {want_rows} at keep {want_keep}: the plan does not fit the model")
+        start = self._starts[self._next] + self.offset * per_clip
+        self._next += 1
+        return self._masks[start:start + rows].view(shape)
 
 
 def diffusion_generator(seed: int, epoch: int) -> torch.Generator:

@@ -68,6 +68,8 @@ from ddhpose.training.distributed import (
     wrap_ddp,
 )
 from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_clip_noise
+from ddhpose.training.memory import keep_freed_memory
+from ddhpose.training.optimizer import adamw_impl, make_adamw
 from ddhpose.training.progress import progress_bar, write_train_log
 from ddhpose.training.resume import resume_blockers
 from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
@@ -133,12 +135,11 @@ class _Trainer:
             _note(f"precision {self.precision} (train.amp: {cfg.amp}, train.tf32: {cfg.tf32}); "
                   "validation, which picks best.pt, runs in it too")
         self.skel = self.model.skeleton
-        self.drop_path = GlobalDropPath()
+        self.drop_path = GlobalDropPath(self.model.dir_bone_estimator.drop_path_plan(),
+                                        device=info.device)
         set_drop_path_mask_fn(self.model, self.drop_path)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-            weight_decay=cfg.weight_decay,
-        )
+        self.optimizer = make_adamw(self.model.parameters(), lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay, device=info.device)
         # float16 gradients need loss scaling; bfloat16 has float32's range and needs none
         self.scaler = (torch.amp.GradScaler("cuda") if self.autocast == torch.float16
                        else None)
@@ -284,7 +285,8 @@ class _Trainer:
             "epoch": self.epoch, "lr": self.lr, "shuffler": self.data.shuffler_state(),
             "rng": rng, "best_mpjpe_mm": self.best, "best_epoch": self.best_epoch,
             "history": self.history, "train_config": self.cfg.as_dict(),
-            "world_size": self.info.world_size, "init_sha256": self.init_tag,
+            "world_size": self.info.world_size, "optimizer_impl": adamw_impl(self.optimizer),
+            "init_sha256": self.init_tag,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "precision": self.precision,
         }
@@ -381,9 +383,15 @@ def train(
         cfg = dataclasses.replace(cfg, validate=False)
         _note("no validation split given: validation disabled (best.pt = last epoch)")
     info = init_distributed(cfg.device)
-    with _deterministic(info.device), matmul_precision(cfg.tf32):
-        trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info, log_fn,
-                           init_state_dict=init_state_dict, init_tag=init_tag)
-        result = trainer.run(resume)
+    # large activations reuse freed heap memory (no mmap churn) when asked
+    reused = keep_freed_memory(True) if cfg.reuse_host_memory else False
+    try:
+        with _deterministic(info.device), matmul_precision(cfg.tf32):
+            trainer = _Trainer(model_cfg, cfg, train_split, val_split, Path(out_dir), info,
+                               log_fn, init_state_dict=init_state_dict, init_tag=init_tag)
+            result = trainer.run(resume)
+    finally:
+        if reused:
+            keep_freed_memory(False)
     shutdown_distributed(info)
     return result

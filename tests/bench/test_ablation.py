@@ -38,3 +38,17 @@ def test_run_ablation_tiny():
     assert result["rows"][1]["step_speedup"] > 0 and result["rows"][0]["step_speedup"] is None
     text = render_ablation(result)
     assert "| B=1,F=9,H=2 | baseline |" in text and "width 16, depth 2" in text
+
+
+def test_train_ablation_tiny():
+    from ddhpose.bench.ablation import run_train_ablation
+    from ddhpose.bench.train_step import TRAIN_VARIANTS
+
+    rows = run_train_ablation(cases=((16, 2, 9),), repeats=1, log=lambda _m: None)
+    assert [r["variant"] for r in rows] == list(TRAIN_VARIANTS)
+    assert rows[0]["vs_first"] is None and all(r["vs_first"] > 0 for r in rows[1:])
+    assert rows[-1]["dtype"] == "bfloat16" and rows[0]["dtype"] == "float32"
+    result = run_ablation(cases=(), threads=1, log=lambda _m: None, width=16, depth=2)
+    result["training"] = rows
+    text = render_ablation(result)
+    assert "| 16, 2, 9 | original | float32 |" in text and "| hrst_op |" in text

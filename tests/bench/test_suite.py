@@ -13,6 +13,7 @@ from torch import nn
 from ddhpose.bench.measure import render_markdown
 from ddhpose.bench.plan import BenchPlan, ModelSpec, SampleCase, full_plan, quick_plan
 from ddhpose.bench.suite import SCHEMA, count_flops, denoiser_flops, run_benchmark, write_reports
+from ddhpose.bench.train_step import DEFAULT_VARIANT
 from ddhpose.commands.bench import _flat_metrics
 
 TINY = ModelSpec("tiny", 16, 2, 9)
@@ -22,7 +23,7 @@ TINY = ModelSpec("tiny", 16, 2, 9)
 def result():
     plan = BenchPlan([TINY], [SampleCase("tiny", 1, 1, 1), SampleCase("tiny", 1, 2, 3, (2, 1))],
                      {"tiny": 2}, ["tiny"], peak_size=128, loader_frames=2000, budget_s=0.5,
-                     accuracy=True)
+                     accuracy=True, train_repeats=1)
     threads = torch.get_num_threads()
     try:
         return run_benchmark(plan, threads=1, log=lambda _msg: None)
@@ -64,6 +65,13 @@ def test_schema(result):
         assert "H=2,K=1" in s["how"]
         assert s["gflop"] == pytest.approx(3 * 2 * 2 * denoiser_flops(TINY, 1) / 1e9)
     assert result["data_loader"]["frames_per_s"] > 0
+    assert result["data_loader"]["vs_training"] > 0
+    train = {(t["variant"], t["dtype"]): t for t in result["training"]}
+    assert set(train) == {("original", "float32"), (DEFAULT_VARIANT, "float32"),
+                          ("bf16_autocast", "bfloat16")}
+    for t in train.values():
+        assert len(t["times"]) == 1 and t["spread"] >= 0 and t["vs_original_median"] > 0
+        assert "reference_seconds" not in t  # the authors' 31.1 s is for the paper size only
     acc = result["bf16_accuracy"]
     assert acc["model_denoiser_max_abs_dev"] >= 0.0
     json.dumps(result)  # JSON-able
@@ -235,3 +243,18 @@ def test_a_gpu_report_shows_device_memory_and_no_cpu_comparison(result):
     assert "device Some GPU (capability 8.0, 40 GB, TF32 matmul on" in md
     assert "peak GPU MB (allocated)" in md and "| 1234 |" in md
     assert not any("speedup_raw" in rec for rec in gpu["sampling"])
+def test_training_rows_are_normalised_by_the_peak():
+    from ddhpose.bench.measure import annotate
+
+    result = {"peak": {"float32": {"gflops": 260.0}, "bfloat16": {"gflops": 520.0}},
+              "denoiser": [], "sampling": [],
+              "training": [{"dtype": "float32", "gflop": 3000.0, "seconds": 10.0,
+                            "reference_seconds": 31.1},
+                           {"dtype": "bfloat16", "gflop": 3000.0, "seconds": 5.0,
+                            "reference_seconds": 31.1}]}
+    annotate(result)
+    f32, bf16 = result["training"]
+    assert f32["speedup_normalised"] == pytest.approx(31.1 * 130.0 / (10.0 * 260.0))
+    assert bf16["speedup_normalised"] == pytest.approx(2 * f32["speedup_normalised"])
+    assert f32["peak_fraction"] == pytest.approx(300.0 / 260.0)
+    assert bf16["float32_peak_fraction"] == pytest.approx(600.0 / 260.0)

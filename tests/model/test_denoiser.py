@@ -213,3 +213,32 @@ def test_drop_path_is_per_sample_and_only_in_training():
     assert abs(per_sample.mean().item() - 1.0) < 0.1
     dp.eval()
     assert torch.equal(dp(x), x)
+
+
+@pytest.mark.parametrize("skel", [H36M17, MPI3DHP17], ids=["h36m", "3dhp"])
+def test_precomposed_hrst_edit_equals_the_loop(skel):
+    """The one-operation edit gives the sequential loop's values and gradients (round-off)."""
+    from ddhpose.model.denoiser import chain_edit_operator
+
+    triples = chain_triples(skel)
+    attn = HierarchicalAttention(16, 2, True, True, True, triples, skel.num_joints)
+    changed, source, weight = chain_edit_operator(triples, skel.num_joints)
+    assert 0 < len(changed) <= 2 * len(triples) and len(weight) == len(source)
+    g = torch.Generator().manual_seed(1)
+    scores = (torch.randn(7, 3, 17, 17, generator=g) * 5).requires_grad_(True)
+    upstream = torch.randn(7, 3, 17, 17, generator=g)
+    before = scores.detach().clone()
+    fast = attn.edit_scores(scores)
+    assert torch.equal(scores.detach(), before)  # not in place
+    (gf,) = torch.autograd.grad((fast * upstream).sum(), scores)
+    slow = attn.edit_scores_loop(scores.clone())
+    (gs,) = torch.autograd.grad((slow * upstream).sum(), scores)
+    assert not torch.equal(slow, scores)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
+    torch.testing.assert_close(gf, gs, rtol=0, atol=1e-5)
+    untouched = torch.ones(17 * 17, dtype=torch.bool)
+    untouched[changed] = False
+    kept = fast.detach().flatten(-2)[..., untouched]
+    assert torch.equal(kept, before.flatten(-2)[..., untouched])
+    attn.precomposed_edit = False  # the loop switch of the ablation
+    torch.testing.assert_close(attn.edit_scores(before.clone()), slow.detach(), rtol=0, atol=0)
