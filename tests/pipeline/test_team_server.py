@@ -128,6 +128,7 @@ def test_folder_remote_push_then_pull_into_a_fresh_clone(team, tmp_path):
         assert (clone / rel).is_file(), rel
         assert (clone / rel).read_bytes() == (root / rel).read_bytes(), rel
     out = run([dvc, "status"], clone, env)
-    assert "up to date" in out, out
+    # init_model is always_changed (it re-resolves model.init on every repro): the only entry
+    assert "up to date" in out or out.split() == ["init_model:", "always", "changed"], out
     out = run([dvc, "repro"], clone, env)
     assert "Running stage" not in out, out[-2000:]
