@@ -131,4 +131,5 @@ def test_folder_remote_push_then_pull_into_a_fresh_clone(team, tmp_path):
     # init_model is always_changed (it re-resolves model.init on every repro): the only entry
     assert "up to date" in out or out.split() == ["init_model:", "always", "changed"], out
     out = run([dvc, "repro"], clone, env)
-    assert "Running stage" not in out, out[-2000:]
+    ran = [ln for ln in out.splitlines() if ln.startswith("Running stage")]
+    assert ran in ([], ["Running stage 'init_model':"]), out[-2000:]
