@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddhpose.errors import CheckpointError
+from ddhpose.errors import CheckpointError, ConfigError
 from ddhpose.model.checkpoint import load_checkpoint, save_checkpoint
 from ddhpose.model.config import ModelConfig
 from ddhpose.model.ddhpose import DDHPose
@@ -330,6 +331,14 @@ class _Trainer:
             t0 = time.perf_counter()
             lr_used = self.lr
             losses = self.train_epoch(net)
+            if not math.isfinite(losses["loss_total"]):
+                # stop before this epoch's weights replace anything: last.pt stays the last good one
+                key = "train.amp" if self.precision != "float32" else "train.lr"
+                kept = (f"{self.out_dir / LAST} still holds epoch {self.epoch}" if self.epoch
+                        else "nothing was saved")
+                raise ConfigError(key, f"the training loss became non-finite in epoch "
+                                       f"{self.epoch + 1} ({self.precision}); {kept}. Train in "
+                                       f"float32 (train.amp: off) or with a smaller train.lr")
             val = self.validate() if cfg.validate else float("nan")
             for group in self.optimizer.param_groups:
                 group["lr"] *= cfg.lr_decay

@@ -218,3 +218,15 @@ def test_amp_on_the_cpu_bf16_autocast_or_a_stated_float32_fallback(tmp_path, spl
                 None, tmp_path / "fp16", resume=False)
     assert res.precision == "float32"
     assert "train.amp: fp16 needs CUDA: training in float32" in capsys.readouterr().err
+
+
+def test_a_non_finite_loss_stops_training_before_it_overwrites_last(tmp_path, splits):
+    """A diverged run (here: an absurd learning rate) stops with one error naming the key and
+    leaves last.pt at the last good epoch instead of saving non-finite weights."""
+    from ddhpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'train\.lr': the training loss became non-finite "
+                                          r"in epoch 1 \(float32\); nothing was saved"):
+        train(tiny_model_config(), _cfg(epochs=6, lr=1e30, validate=False), splits[0], None,
+              tmp_path)
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
