@@ -4,6 +4,7 @@ checkpoint behind), JSON, and the one ``.npz`` reader with its restricted unpick
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -296,3 +297,12 @@ def read_npz(
         raise DataError(path, f"not a readable npz file (truncated or corrupt?): {kind}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ddhpose.errors import DataError
-from ddhpose.io import atomic_open, read_npz
+from ddhpose.io import atomic_open, file_sha256, read_npz
 from ddhpose.skeleton import Skeleton, get_skeleton
 
 DATASET_LAYOUTS = {"h36m": "h36m17", "3dhp": "3dhp17"}
@@ -291,15 +291,6 @@ def load_split(path: str | Path) -> ProcessedSplit:
                                   f"{raw[k].shape}")
         raw[k] = str(raw[k])
     return ProcessedSplit(**raw).validate(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest(split: ProcessedSplit, path: str | Path | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ddhpose.errors import ConfigError, DataError
-from ddhpose.io import write_json
+from ddhpose.io import file_sha256, write_json
 from ddhpose.pipeline.params import DataParams
 
 if TYPE_CHECKING:
@@ -68,14 +68,6 @@ def _hint(name: str) -> str:
     return _HINTS.get(name, "get it from the official MPI-INF-3DHP test set")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- entry points ---------------------------------------------------------------------------------
 
 
@@ -102,7 +94,7 @@ def fetch_data(cfg: DataParams, out_dir: Path, *, test_only: bool = False) -> di
         else:
             raise ConfigError("data.source", f"must be synthetic|local|url, got {cfg.source!r}")
         names = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        files = {n: {"sha256": sha256_file(staging / n), "bytes": (staging / n).stat().st_size}
+        files = {n: {"sha256": file_sha256(staging / n), "bytes": (staging / n).stat().st_size}
                  for n in names}
         write_json(staging / SOURCE_FILE, {
             "dataset": cfg.dataset, "source": cfg.source, "origin": origin,
@@ -199,7 +191,7 @@ def _local(cfg: DataParams, out_dir: Path, test_only: bool = False) -> str:
     for name, path in _local_plan(cfg, src, test_only).items():
         expected = cfg.sha256.get(name)
         if expected is not None:
-            actual = sha256_file(path)
+            actual = file_sha256(path)
             if actual != expected:
                 raise DataError(path, f"sha256 mismatch: expected {expected} "
                                       f"(data.sha256), got {actual}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import ConfigError
-from ddhpose.io import atomic_path, read_json, write_json
+from ddhpose.io import atomic_path, file_sha256, read_json, write_json
 from ddhpose.pipeline.paths import ProjectPaths
 
 URI_PREFIXES = ("models:/", "runs:/")
@@ -37,16 +37,6 @@ URI_PREFIXES = ("models:/", "runs:/")
 def is_model_uri(init: str) -> bool:
     """Whether ``model.init`` names an MLflow model rather than a file."""
     return init.startswith(URI_PREFIXES)
-
-
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str, Any]]:

@@ -158,7 +158,7 @@ def test_url_download_verified(tmp_path, http_dir):
     out = tmp_path / "raw"
     files = F.fetch_data(_cfg(source="url", url=url + "/", keypoints="gt", sha256=digests), out)
     assert set(files) == set(digests)
-    assert F.sha256_file(out / F.H36M_3D) == digests[F.H36M_3D]
+    assert F.file_sha256(out / F.H36M_3D) == digests[F.H36M_3D]
     source = json.loads((out / F.SOURCE_FILE).read_text())
     assert source["origin"] == url + "/" and source["files"][F.H36M_3D]["bytes"] == 3_000_000
     assert _leftovers(tmp_path) == []
