@@ -235,3 +235,10 @@ def test_no_import_cycles():
 def test_package_root_holds_only_foundations():
     root = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root) <= 8, f"{len(root)} modules at the package root: {root}"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_every_stage_runs_under_the_project_interpreter(name):
+    """`.venv/bin/dvc repro` must work without the venv on PATH: stages go through stages/python."""
+    cmd = _dvc()["stages"][name]["cmd"]
+    assert re.fullmatch(r"sh stages/python stages/\w+\.py", cmd), f"stage {name}: cmd {cmd!r}"
