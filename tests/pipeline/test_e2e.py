@@ -9,41 +9,14 @@ no-op repro runs nothing. The tests run in file order on one project.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-STAGES = ["fetch_data", "preprocess", "train", "sample", "evaluate", "export_mat"]
-
-TINY = {
-    "data": {"subjects_train": ["S1"], "subjects_test": ["S9"], "actions": ["Walking", "Sitting"],
-             "synthetic": {"frames": 40}},
-    "model": {"width": 16, "depth": 2, "heads": 2, "frames": 9},
-    "train": {"epochs": 1, "lr": 1.0e-3, "checkpoint_every": 0},
-    "sample": {"hypotheses": 2, "steps": 2},
-    "eval": {"render_clips": 1},
-}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        base[k] = _merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return base
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
+from tiny_project import BIN, STAGES, copy_project, project_env
+from tiny_project import run as _run
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +24,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     if not (BIN / "dvc").exists():
         pytest.skip(f"dvc is not installed beside {sys.executable}")
     root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/", "models/", "reports/")):
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-    params = _merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", OMP_NUM_THREADS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    env.pop("DDHPOSE_ROOT", None)
-    _run(["git", "init", "-q"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "copy"], root, env)
+    copy_project(root)
+    env = project_env(root)
     out = _run([str(BIN / "dvc"), "repro"], root, env)
     (root / "first_repro.log").write_text(out)
     return root, env
