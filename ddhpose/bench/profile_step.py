@@ -2,7 +2,7 @@
 forward (with the losses), the backward and the optimizer step separately, in one variant of
 :mod:`ddhpose.bench.train_step`.
 
-``python -m ddhpose.bench.profile_step [--width 512 --depth 8 --frames 243] [--variant adamw]
+``python -m ddhpose.bench.profile_step [--width 512 --depth 8 --frames 243] [--variant onednn_linear]
 [--threads 2] [--rows 25]``: one warm-up step, then one profiled step; prints the three tables
 (self CPU time, descending) and the step's user/system CPU seconds.
 """
@@ -18,7 +18,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ddhpose.bench.train_step import TRAIN_VARIANTS, StepCase, TrainStep
+from ddhpose.bench.train_step import DEFAULT_VARIANT, TRAIN_VARIANTS, StepCase, TrainStep
 from ddhpose.model.losses import backward_loss, pose_losses
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--frames", type=int, default=243)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--variant", default="adamw", choices=TRAIN_VARIANTS)
+    ap.add_argument("--variant", default=DEFAULT_VARIANT, choices=TRAIN_VARIANTS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", type=int, default=25)
     args = ap.parse_args(argv)

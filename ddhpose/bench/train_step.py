@@ -19,12 +19,14 @@ Variants, cumulative (each switches one change on over the previous one):
    not the 17-joint spatial blocks or 27-frame clips);
 5. ``unbind_qkv``: q, k, v split with ``unbind`` (one stacked gradient);
 6. ``adamw``: AdamW ``fused=True`` on the CPU/CUDA where torch has it (else ``foreach=True``);
-   the default of :func:`ddhpose.training.loop.train`;
-7. ``keep_memory``: freed memory kept in glibc's heap for the next step
+7. ``onednn_linear``: the blocks' float32 linear layers in training through oneDNN with a
+   hand-written backward (:mod:`ddhpose.model.linear_grad`); the default of
+   :func:`ddhpose.training.loop.train`;
+8. ``keep_memory``: freed memory kept in glibc's heap for the next step
    (:func:`ddhpose.training.memory.keep_freed_memory`, which :func:`ddhpose.training.loop.train`
    switches on with ``train.reuse_host_memory: true``) instead of a fresh ``mmap`` (page faults,
    zero-filling) per large tensor: faster, but a higher peak RSS;
-8. ``bf16_autocast``: the same step under ``torch.autocast(device, bfloat16)``.
+9. ``bf16_autocast``: the same step under ``torch.autocast(device, bfloat16)``.
 
 Float32 variants compute the same values up to float32 round-off (``tests/bench``).
 """
@@ -42,16 +44,17 @@ from ddhpose.bench.plan import bench_model
 from ddhpose.model import DDHPose
 from ddhpose.model.denoiser import HierarchicalAttention
 from ddhpose.model.layers import Attention, set_drop_path_mask_fn
+from ddhpose.model.linear_grad import OneDNNLinear
 from ddhpose.model.losses import backward_loss, pose_losses
 from ddhpose.training.draws import GlobalDropPath
 from ddhpose.training.memory import keep_freed_memory
 from ddhpose.training.optimizer import adamw_options
 
 TRAIN_VARIANTS = ("original", "predrawn_masks", "hrst_op", "sdpa", "unbind_qkv", "adamw",
-                  "keep_memory", "bf16_autocast")
+                  "onednn_linear", "keep_memory", "bf16_autocast")
 #: the variant that equals the default training path (float32); ``keep_memory`` is the default
 #: plus ``train.reuse_host_memory: true``
-DEFAULT_VARIANT = "adamw"
+DEFAULT_VARIANT = "onednn_linear"
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ class TrainStep:
         saved = ([(m, m.fused) for m in attn],
                  [(m, m.precomposed_edit) for m in attn if isinstance(m, HierarchicalAttention)],
                  Attention.unbind_qkv, self.masks.plan,
-                 [dict(g) for g in self.optimizer.param_groups], self.autocast)
+                 [dict(g) for g in self.optimizer.param_groups], self.autocast,
+                 OneDNNLinear.enabled)
         try:
             for m in attn:
                 m.fused = on["sdpa"]
@@ -108,6 +112,7 @@ class TrainStep:
             for g in self.optimizer.param_groups:
                 g["fused"], g["foreach"] = opts.get("fused"), opts.get("foreach")
             self.autocast = torch.bfloat16 if on["bf16_autocast"] else None
+            OneDNNLinear.enabled = on["onednn_linear"]
             keep_freed_memory(on["keep_memory"])
             yield
         finally:
@@ -120,6 +125,7 @@ class TrainStep:
             for g, old in zip(self.optimizer.param_groups, saved[4], strict=True):
                 g["fused"], g["foreach"] = old["fused"], old["foreach"]
             self.autocast = saved[5]
+            OneDNNLinear.enabled = saved[6]
             keep_freed_memory(False)
 
     def forward_backward(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ddhpose.errors import ConfigError
 from ddhpose.model.config import XC_LAYOUTS
 from ddhpose.model.fused import add_linear, linear, linear_gelu, use_fused
 from ddhpose.model.layers import Attention, Block, init_weights
+from ddhpose.model.linear_grad import linear_train
 from ddhpose.skeleton import Skeleton
 
 
@@ -121,7 +122,7 @@ class HierarchicalAttention(Attention):
         if xc is None:
             raise ValueError("temporal hierarchical attention needs the child-mean feature xc")
         n, t, _ = xc.shape
-        kc = linear(xc, self.qkv_xc) if use_fused(xc) else self.qkv_xc(xc)
+        kc = linear(xc, self.qkv_xc) if use_fused(xc) else linear_train(xc, self.qkv_xc)
         kc = kc.reshape(n, t, self.num_heads, self.head_dim).transpose(1, 2)
         return self.attend(q, k + kc, v, project=project)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddhpose.model.fused import add_linear, linear, linear_gelu, use_fused
+from ddhpose.model.linear_grad import linear_train
 
 # A mask provider gets (mask shape, keep probability, the tensor being masked) and returns the
 # per-sample multiplier, already divided by the keep probability (shape (N, 1, ..., 1)).
@@ -116,7 +117,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return linear_train(self.act(linear_train(x, self.fc1)), self.fc2)
 
 
 class Attention(nn.Module):
@@ -157,7 +158,7 @@ class Attention(nn.Module):
     def split_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, T, C) -> q, k, v each (N, heads, T, d)."""
         n, t, _ = x.shape
-        qkv = linear(x, self.qkv) if use_fused(x) else self.qkv(x)
+        qkv = linear(x, self.qkv) if use_fused(x) else linear_train(x, self.qkv)
         qkv = qkv.reshape(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.unbind_qkv:
             q, k, v = qkv.unbind(0)  # backward: one stack of the three gradients
@@ -179,7 +180,7 @@ class Attention(nn.Module):
             out = scores.softmax(dim=-1) @ v
         n, _, t, _ = out.shape
         merged = out.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim)
-        return self.proj(merged) if project else merged
+        return linear_train(merged, self.proj) if project else merged
 
     def edit_scores(self, scores: Tensor) -> Tensor:  # pragma: no cover - overridden
         return scores

@@ -7,7 +7,8 @@ import pytest
 import torch
 from demo_config import demo_model
 
-from ddhpose.model import DDHPose
+from ddhpose.model import DDHPose, linear_grad
+from ddhpose.model.fused import onednn_available
 from ddhpose.model.layers import set_drop_path_mask_fn
 from ddhpose.model.losses import backward_loss, pose_losses
 from ddhpose.skeleton import H36M17
@@ -16,9 +17,22 @@ TOL = 1e-5
 LR = 1e-4
 
 
-@pytest.fixture(scope="module")
-def step(parity_dir):
-    """Replay the reference's training step once; return (model, result dict, fixture)."""
+@pytest.fixture(scope="module", params=["nn_linear", "onednn_linear"])
+def step(request, parity_dir):
+    """Replay the reference's training step once; return (model, result dict, fixture).
+
+    Run twice: with the demo width's own path (``nn.Linear``, narrower than
+    ``linear_grad.MIN_WIDTH``) and with every block linear through
+    :class:`~ddhpose.model.linear_grad.OneDNNLinear` (the paper width's path)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "onednn_linear":
+            if not onednn_available():
+                pytest.skip("this torch build has no oneDNN linear op")
+            mp.setattr(linear_grad, "MIN_WIDTH", 1)
+        return _replay_step(parity_dir, request.param)
+
+
+def _replay_step(parity_dir, path):
     ref = torch.load(parity_dir / "train_step.pt", weights_only=True)
     state = torch.load(parity_dir / "state_dict.pt", weights_only=True)
     inputs = torch.load(parity_dir / "inputs.pt", weights_only=True)
@@ -44,8 +58,28 @@ def step(parity_dir):
     opt.step()
     set_drop_path_mask_fn(model, None)
     result = {"pred": pred.detach(), "losses": losses, "grads": grads, "masks_used": used,
-              "state": model.state_dict(), "before": state}
+              "state": model.state_dict(), "before": state, "path": path,
+              "onednn_nodes": _onednn_nodes(pred)}
     return model, result, ref
+
+
+def _onednn_nodes(out: torch.Tensor) -> int:
+    """How many OneDNNLinear nodes the autograd graph of ``out`` holds."""
+    seen, todo, count = set(), [out.grad_fn], 0
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        count += type(fn).__name__ == "OneDNNLinearBackward"
+        todo.extend(f for f, _ in fn.next_functions)
+    return count
+
+
+def test_the_intended_linear_path_ran(step):
+    _, res, _ = step
+    # 6 blocks x (qkv, proj, fc1, fc2) + qkv_xc of the 2 hierarchical temporal blocks
+    assert res["onednn_nodes"] == (26 if res["path"] == "onednn_linear" else 0)
 
 
 def test_forward_with_replayed_draws_matches(step):
