@@ -2,9 +2,10 @@
 forward (with the losses), the backward and the optimizer step separately, in one variant of
 :mod:`ddhpose.bench.train_step`.
 
-``python -m ddhpose.bench.profile_step [--width 512 --depth 8 --frames 243] [--variant onednn_linear]
-[--threads 2] [--rows 25]``: one warm-up step, then one profiled step; prints the three tables
-(self CPU time, descending) and the step's user/system CPU seconds.
+``python -m ddhpose.bench.profile_step [--width 512 --depth 8 --frames 243]
+[--variant onednn_linear] [--threads 2] [--rows 25]``: one warm-up step, then one profiled
+step; prints the three tables (self CPU time, descending) and the step's user/system CPU
+seconds.
 """
 
 from __future__ import annotations
