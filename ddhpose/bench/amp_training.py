@@ -1,7 +1,8 @@
 """The accuracy cost of bfloat16 autocast training on the CPU: the demo trained twice with the same
-seed and the same draws, once in float32 and once with the training forward under
-``torch.autocast("cpu", dtype=torch.bfloat16)`` (losses, backward accumulation, AdamW and the
-validation stay float32), from ``params.yaml`` and ``data/processed``.
+seed and the same draws, once with ``train.amp: off`` (float32) and once with ``train.amp: bf16``
+(the denoiser under ``torch.autocast("cpu", dtype=torch.bfloat16)``; losses, AdamW and the
+master weights stay float32; validation runs in the training precision, as in ``dvc repro``),
+from ``params.yaml`` and ``data/processed``, through the training loop users run.
 
 Writes ``reports/amp_training.{json,md,png}``: validation MPJPE per epoch of both runs, the change
 after the last epoch, the seconds per epoch, and both per-step loss curves in one plot.
@@ -30,27 +31,6 @@ MODES = ("float32", "bfloat16")
 
 
 @contextlib.contextmanager
-def cpu_bf16_training_forward() -> Iterator[None]:
-    """Run every train-mode, grad-enabled denoiser forward on CPU inputs under bfloat16
-    autocast (output cast back to float32); validation (no grad) stays float32."""
-    from ddhpose.model.denoiser import HSTDenoiser
-
-    original = HSTDenoiser.forward
-
-    def forward(self: HSTDenoiser, x2d: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled() and x2d.device.type == "cpu":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return original(self, x2d, *args, **kw).float()
-        return original(self, x2d, *args, **kw)
-
-    HSTDenoiser.forward = forward  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        HSTDenoiser.forward = original  # type: ignore[method-assign]
-
-
-@contextlib.contextmanager
 def recorded_step_losses(into: list[float]) -> Iterator[None]:
     """Append the total loss of every training step to ``into``."""
     from ddhpose.training import loop
@@ -69,30 +49,35 @@ def recorded_step_losses(into: list[float]) -> Iterator[None]:
         loop.pose_losses = original  # type: ignore[assignment]
 
 
-def _setup(params_path: Path, data_dir: Path, epochs: int | None) -> tuple[Any, ...]:
+#: ``train.amp`` of each mode
+AMP = {"float32": "off", "bfloat16": "bf16"}
+
+
+def run_configs(params_path: Path, epochs: int | None, mode: str) -> tuple[Any, Any]:
+    """(model config, train config) of one run: the params' own, on the CPU, no periodic
+    checkpoints, ``train.amp`` = :data:`AMP` [mode]."""
     import dataclasses
 
-    from ddhpose.data.processed import load_split
     from ddhpose.pipeline.params import load_params
     from ddhpose.pipeline.train import model_config
 
     params = load_params(params_path)
-    model_cfg = model_config(params)
-    cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0,
+    cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0, amp=AMP[mode],
                               epochs=epochs if epochs is not None else params.train.epochs)
-    return model_cfg, cfg, load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
+    return model_config(params), cfg
 
 
 def train_one(mode: str, params_path: Path, data_dir: Path, epochs: int | None = None
               ) -> dict[str, Any]:
     """One demo training in ``mode`` (``float32`` or ``bfloat16``): history, per-step losses,
     seconds."""
+    from ddhpose.data.processed import load_split
     from ddhpose.training.loop import train
 
-    model_cfg, cfg, train_split, val_split = _setup(params_path, data_dir, epochs)
+    model_cfg, cfg = run_configs(params_path, epochs, mode)
+    train_split, val_split = load_split(data_dir / "train.npz"), load_split(data_dir / "test.npz")
     steps: list[float] = []
-    ctx = cpu_bf16_training_forward() if mode == "bfloat16" else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as tmp, ctx, recorded_step_losses(steps):
+    with tempfile.TemporaryDirectory() as tmp, recorded_step_losses(steps):
         t0 = time.perf_counter()
         result = train(model_cfg, cfg, train_split, val_split, Path(tmp), resume=False)
         seconds = time.perf_counter() - t0
@@ -172,8 +157,8 @@ def render(result: dict[str, Any]) -> str:
              f"{result['created']} · torch {result['torch']} · {result['threads']} threads · "
              f"model width {result['model']['width']}, depth {result['model']['depth']}, "
              f"{result['model']['frames']} frames · {result['train']['epochs']} epochs, seed "
-             f"{result['train']['seed']} (both runs: same seed, same draws; validation in "
-             "float32, H=1, K=1).", "",
+             f"{result['train']['seed']} (both runs: same seed, same draws; validation "
+             "H=1, K=1 in each run's precision).", "",
              "| epoch | val MPJPE float32 (mm) | val MPJPE bfloat16 (mm) | s float32 | "
              "s bfloat16 |", "|---|---|---|---|---|"]
     for a, b in zip(runs["float32"]["history"], runs["bfloat16"]["history"], strict=True):

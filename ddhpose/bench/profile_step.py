@@ -54,7 +54,9 @@ def profile_step(step: TrainStep, variant: str, rows: int = 25) -> dict[str, str
         tables["summary"] = (f"wall {time.perf_counter() - t0:.2f} s (profiled), user "
                              f"{usage1.ru_utime - usage0.ru_utime:.2f} s, system "
                              f"{usage1.ru_stime - usage0.ru_stime:.2f} s, minor page faults "
-                             f"{usage1.ru_minflt - usage0.ru_minflt}")
+                             f"{usage1.ru_minflt - usage0.ru_minflt}, process peak RSS "
+                             f"{usage1.ru_maxrss / 1024:.0f} MB (one variant per process: "
+                             "the peak of its warm-up and profiled steps)")
     return tables
 
 

@@ -1,33 +1,31 @@
-"""The bfloat16-autocast switch of the amp-training comparison: train-mode forwards with grad run
-in bfloat16 (float32 output), everything else stays float32, and the switch is undone."""
+"""The amp-training comparison: both runs go through train.amp, and the step losses are
+recorded."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from demo_config import demo_model
 
-from ddhpose.bench.amp_training import cpu_bf16_training_forward, recorded_step_losses
+from ddhpose.bench.amp_training import recorded_step_losses
 from ddhpose.model import DDHPose
-from ddhpose.model.denoiser import HSTDenoiser
 
 
-def test_bf16_switch_covers_only_the_training_forward():
-    torch.manual_seed(0)
-    model = DDHPose(demo_model(width=32, depth=2, frames=9, drop_path=0.0))
-    x2d, x3d = torch.randn(2, 9, 17, 2), torch.randn(2, 9, 17, 3) * 0.2
-    noise = [t for _ in range(2)
-             for t in (torch.tensor([300]), torch.randn(9, 17, 3), torch.randn(9, 17, 1))]
-    original = HSTDenoiser.forward
-    f32 = model.train()(x2d, x3d, noise=list(noise))
-    with cpu_bf16_training_forward():
-        bf16 = model(x2d, x3d, noise=list(noise))
-        with torch.no_grad():
-            plain = model(x2d, x3d, noise=list(noise))  # no grad: float32
-    assert HSTDenoiser.forward is original
-    assert bf16.dtype == torch.float32 and bf16.requires_grad
-    dev = (bf16 - f32).abs().max().item()
-    assert 0.0 < dev < 0.05
-    torch.testing.assert_close(plain, f32.detach(), rtol=0, atol=1e-6)
+def test_each_mode_trains_through_train_amp():
+    """The comparison uses the users' switch, train.amp (not a patch of the model): the bf16 run
+    builds the model the training loop builds for train.amp: bf16 on this CPU."""
+    from ddhpose.bench.amp_training import run_configs
+    from ddhpose.model.precision import autocast_dtype
+
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    _, f32 = run_configs(params, 1, "float32")
+    model_cfg, bf16 = run_configs(params, 1, "bfloat16")
+    assert (f32.amp, bf16.amp, bf16.epochs, bf16.device) == ("off", "bf16", 1, "cpu")
+    assert autocast_dtype(f32.amp, torch.device("cpu")) is None
+    assert autocast_dtype(bf16.amp, torch.device("cpu")) == torch.bfloat16
+    bf16.check()
+    assert DDHPose(model_cfg, autocast=torch.bfloat16).autocast == torch.bfloat16
 
 
 def test_step_losses_are_recorded_and_the_hook_removed():
