@@ -1,5 +1,5 @@
-"""``ddhpose bench [--quick] [--out reports] [--mlflow]``: speed of the denoiser, sampling,
-training step and data loader against this machine's matmul peak
+"""``ddhpose bench [--quick] [--training-only] [--out reports] [--mlflow]``: speed of the
+denoiser, sampling, training step and data loader against this machine's matmul peak
 (see :mod:`ddhpose.bench.suite`)."""
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a ~2-minute subset (default: the full case list)")
+    parser.add_argument("--training-only", action="store_true",
+                        help="only the denoiser-forward, training-step and data-loader rows (no "
+                             "sampling grid, no accuracy check): the plan's training cases")
     parser.add_argument("--out", default="reports",
                         help="directory for bench.json and bench.md (default: reports)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -35,21 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log bench.json into the MLflow experiment 'ddhpose-bench'")
 
 
-def run(args: argparse.Namespace) -> int:
+def build_plan(args: argparse.Namespace) -> Any:
+    """The :class:`~ddhpose.bench.plan.BenchPlan` the arguments ask for (checked, not run)."""
     from ddhpose.bench.plan import full_plan, quick_plan
-    from ddhpose.bench.suite import DTYPES, bench_device, run_benchmark, write_reports
+    from ddhpose.bench.suite import DTYPES
     from ddhpose.errors import DDHPoseError
 
-    bench_device(args.device)  # refuse before any measurement
     plan = quick_plan() if args.quick else full_plan()
     plan.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     unknown = [d for d in plan.dtypes if d not in DTYPES]
     if unknown:
         raise DDHPoseError(f"--dtypes: unknown {', '.join(unknown)} (known: {', '.join(DTYPES)})")
     plan.accuracy = not args.no_accuracy
+    if args.training_only:
+        plan.sampling, plan.accuracy = [], False
     if args.checkpoint:
         plan.demo_checkpoint = args.checkpoint
     plan.demo_test_split = args.test_split
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddhpose.bench.suite import bench_device, run_benchmark, write_reports
+
+    bench_device(args.device)  # refuse before any measurement
+    plan = build_plan(args)
     result = run_benchmark(plan, threads=args.threads, device=args.device, tf32=args.tf32,
                            log=lambda msg: print(msg, flush=True))
     json_path, md_path = write_reports(result, args.out)

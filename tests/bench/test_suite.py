@@ -195,6 +195,17 @@ def _minimal_result() -> dict:
             "sampling": []}, "sampling": [], "denoiser": [], "training": []}
 
 
+def test_training_only_keeps_the_training_cases_and_drops_sampling():
+    from ddhpose.cli import build_parser
+    from ddhpose.commands.bench import build_plan
+
+    full = build_plan(build_parser("bench").parse_args(["bench"]))
+    only = build_plan(build_parser("bench").parse_args(["bench", "--training-only"]))
+    assert full.sampling and full.accuracy
+    assert only.sampling == [] and not only.accuracy
+    assert only.training == full.training and "paper_f243" in only.training
+
+
 def test_bench_refuses_a_device_it_cannot_measure_in_one_line(tmp_path):
     import subprocess
     import sys
