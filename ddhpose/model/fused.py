@@ -1,4 +1,5 @@
-"""Fused inference kernels of the transformer blocks (no autograd; training never comes here).
+"""Fused inference kernels of the transformer blocks (no autograd; float32 CPU training has its
+own oneDNN path with a backward, :mod:`ddhpose.model.linear_grad`).
 
 A block's linear layers are run as ``x + lin(a)`` (residual folded into the GEMM) and
 ``gelu(fc1(a))`` (activation folded into the GEMM):
@@ -40,8 +41,8 @@ def onednn_available() -> bool:
 
 def use_fused(x: Tensor) -> bool:
     """Whether a block may take the fused path on tokens ``x`` (..., C): inference only (no
-    autograd, so training keeps the plain modules), width C >= :data:`FUSE_MIN_WIDTH`, no
-    autocast."""
+    autograd; training takes :func:`ddhpose.model.linear_grad.linear_train`), width C >=
+    :data:`FUSE_MIN_WIDTH`, no autocast."""
     if torch.is_grad_enabled() or x.shape[-1] < FUSE_MIN_WIDTH:
         return False
     try:
