@@ -340,7 +340,8 @@ def render_markdown(r: dict[str, Any]) -> str:
               "brackets); `%peak` against the same-run peak of the row's dtype; `norm. speedup` = "
               "(31.1 s × 130) ÷ (s × our f32 peak), the authors' float32 step normalised by peak. "
               "Where the time goes: `reports/training_profile.md` (`python -m "
-              "ddhpose.bench.profile_step`); what each change bought: `reports/bench_ablation.md`; "
+              "ddhpose.bench.profile_step`); what each change bought: "
+              "`reports/bench_ablation_training.md`; "
               "the accuracy cost of bfloat16 autocast training: `reports/amp_training.md`.", ""]
     lines += _table(["model", "variant", "dtype", "s", "best", "spread", "× orig.", "frames/s",
                      "GFLOP/s", "%peak", "%f32", "ref s", "norm. speedup", mem_head,

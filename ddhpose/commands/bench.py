@@ -51,7 +51,7 @@ def build_plan(args: argparse.Namespace) -> Any:
         raise DDHPoseError(f"--dtypes: unknown {', '.join(unknown)} (known: {', '.join(DTYPES)})")
     plan.accuracy = not args.no_accuracy
     if args.training_only:
-        plan.sampling, plan.accuracy = [], False
+        plan.sampling, plan.accuracy, plan.mode = [], False, "training-only"
     if args.checkpoint:
         plan.demo_checkpoint = args.checkpoint
     plan.demo_test_split = args.test_split

@@ -202,7 +202,7 @@ def test_training_only_keeps_the_training_cases_and_drops_sampling():
     full = build_plan(build_parser("bench").parse_args(["bench"]))
     only = build_plan(build_parser("bench").parse_args(["bench", "--training-only"]))
     assert full.sampling and full.accuracy
-    assert only.sampling == [] and not only.accuracy
+    assert only.sampling == [] and not only.accuracy and only.mode == "training-only"
     assert only.training == full.training and "paper_f243" in only.training
 
 
