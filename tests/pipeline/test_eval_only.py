@@ -13,8 +13,6 @@ of tests/conftest.py are absent.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +21,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tiny_project import BIN, commit_copy, copy_sources, project_env
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 INIT = "checkpoints/authors_3dhp.pt"
 
 pytestmark = pytest.mark.slow  # three `dvc repro` runs: about 2 minutes on 2 cores
@@ -51,18 +48,8 @@ def project(tmp_path_factory, parity_dir: Path, mpi3dhp_fixture_dir: Path):
     if not (BIN / "dvc").exists():
         pytest.skip(f"dvc is not installed beside {sys.executable}")
     root = tmp_path_factory.mktemp("eval_only")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/", "models/", "reports/")):
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", OMP_NUM_THREADS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t", PYTHONPATH=str(root))
-    env.pop("DDHPOSE_ROOT", None)
+    copy_sources(root)
+    env = project_env(root, PYTHONPATH=str(root))
     (root / "checkpoints").mkdir()
     _run([str(BIN / "ddhpose"), "convert-checkpoint",
           str(parity_dir / "checkpoint_reference_format.bin"), str(root / INIT),
@@ -74,9 +61,7 @@ def project(tmp_path_factory, parity_dir: Path, mpi3dhp_fixture_dir: Path):
     params["sample"].update(hypotheses=2, steps=2)
     params["eval"]["render_clips"] = 0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "copy"], root, env)
+    commit_copy(root)
     out = _run([str(BIN / "dvc"), "repro"], root, env)
     return root, env, out.stdout + out.stderr
 

@@ -56,8 +56,9 @@ def project_env(root: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def copy_project(root: Path, overrides: dict | None = None) -> None:
-    """Copy the tracked sources into ``root``, write the tiny params, ``git init`` and commit."""
+def copy_sources(root: Path) -> None:
+    """Copy the repository's files (tracked and untracked, not ignored) into ``root``, without
+    data, models and reports."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
@@ -65,10 +66,20 @@ def copy_project(root: Path, overrides: dict | None = None) -> None:
         if src.is_file() and not rel.startswith(("data/", "models/", "reports/")):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / rel)
+
+
+def commit_copy(root: Path) -> None:
+    """``git init`` the copy in ``root`` and commit everything in it."""
+    env = dict(os.environ, **GIT_ENV)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        run(cmd, root, env)
+
+
+def copy_project(root: Path, overrides: dict | None = None) -> None:
+    """Copy the sources into ``root``, write the tiny params, ``git init`` and commit."""
+    copy_sources(root)
     params = merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
     if overrides:
         merge(params, overrides)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, **GIT_ENV)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        run(cmd, root, env)
+    commit_copy(root)
