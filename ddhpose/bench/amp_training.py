@@ -90,19 +90,14 @@ def combine(runs: dict[str, Any], params_path: Path, epochs: int | None = None
     """The JSON-able comparison of the two runs of :func:`train_one`."""
     import dataclasses
 
-    from ddhpose.pipeline.params import load_params
-    from ddhpose.pipeline.train import model_config
-
-    params = load_params(params_path)
-    cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0,
-                              epochs=epochs if epochs is not None else params.train.epochs)
+    model_cfg, cfg = run_configs(params_path, epochs, "float32")
     for run in runs.values():
         run["first_nonfinite_step"] = next(
             (i + 1 for i, v in enumerate(run["step_losses"]) if not np.isfinite(v)), None)
     f32, bf16 = (runs[m]["val_mpjpe_mm"][-1] for m in MODES)
     return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "model": dataclasses.asdict(model_config(params)), "train": cfg.as_dict(),
+            "model": dataclasses.asdict(model_cfg), "train": cfg.as_dict(),
             "runs": runs, "final_val_mpjpe_mm": {"float32": f32, "bfloat16": bf16},
             "final_change_percent": 100.0 * (bf16 - f32) / f32}
 
