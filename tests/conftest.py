@@ -3,15 +3,15 @@ small tmpfs mounts (a full disk, a read-only file system; skipped where mounting
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DDHPOSE_SHARED", REPO.parent / "shared"))
+from ddhpose.project import shared_dir
+
+SHARED = shared_dir()
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 # test helpers beside this file (demo_config.py) import as top-level modules

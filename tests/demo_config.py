@@ -12,8 +12,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from ddhpose.config.schema import Params, deep_merge, load_params, read_yaml
 from ddhpose.model import ModelConfig
-from ddhpose.pipeline.params import Params, deep_merge, load_params, read_yaml
 from ddhpose.synthetic.config import SyntheticConfig
 from ddhpose.training.config import TrainConfig
 

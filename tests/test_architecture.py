@@ -1,8 +1,14 @@
 """The package's architecture, derived from the code itself (no torch import needed):
 
-- every DVC stage's ``deps`` in dvc.yaml cover its whole import closure: the modules reachable
-  from ``stages/<stage>.py``, imports inside functions and the packages' ``__init__`` included;
+- every DVC stage's code ``deps`` in dvc.yaml are exactly its import closure, up to the
+  bookkeeping packages (:mod:`ddhpose.pipeline.deps`, which ``--write`` regenerates them):
+  nothing missing, nothing listed that is no longer imported;
 - every ``params`` key a stage's pipeline module reads is listed in the stage's ``params``;
+- layers: no module imports from a higher layer (:data:`LAYERS`); the core (model, data,
+  synthetic, evaluation, training, inference) imports none of config, pipeline, tracking,
+  registry; mlflow is imported only under tracking/ and registry/; the bookkeeping package
+  tracking/ imports only config, io, errors and project, and no stage reaches it except through
+  the runner (and the registry);
 - no import cycle inside the package (imports under ``if TYPE_CHECKING:`` excepted);
 - the package root holds only the shared foundations (at most 8 modules).
 """
@@ -11,98 +17,24 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ddhpose.pipeline.deps import (
+    closure,
+    code_deps,
+    differences,
+    edges,
+    imported_names,
+    is_bookkeeping,
+    modules,
+    stage_script,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ddhpose"
-
-
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(REPO).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-@cache
-def modules() -> dict[str, Path]:
-    """Every module of the package: dotted name -> file."""
-    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-
-
-def _imported_names(tree: ast.AST, here: str, is_package: bool) -> set[str]:
-    """Dotted names imported anywhere in ``tree`` (functions included, TYPE_CHECKING excluded)."""
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here.split(".")
-                base = base if is_package else base[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            for alias in node.names:
-                found.add(f"{mod}.{alias.name}")
-            found.add(mod)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return found
-
-
-@cache
-def edges(module: str) -> frozenset[str]:
-    """Package modules that ``module`` imports (an imported name that is not a module counts as
-    its module)."""
-    path = modules()[module] if module in modules() else REPO / f"{module.replace('.', '/')}.py"
-    names = _imported_names(ast.parse(path.read_text(encoding="utf-8")), module,
-                            path.name == "__init__.py")
-    known = modules()
-    out = set()
-    for name in names:
-        if not name.startswith("ddhpose"):
-            continue
-        while name and name not in known:
-            name = name.rpartition(".")[0]
-        if name and name != module:
-            out.add(name)
-    return frozenset(out)
-
-
-def closure(start: str) -> set[str]:
-    """Modules executed when ``start`` runs: its imports, transitively, with parent packages."""
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        parts = m.split(".")
-        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)) if
-                    ".".join(parts[:i]) in modules())
-        todo.extend(edges(m))
-    return seen
 
 
 def _dvc() -> dict:
@@ -122,17 +54,28 @@ def _covered(path: Path, deps: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("name", STAGES)
-def test_stage_deps_cover_its_import_closure(name):
+def test_stage_deps_are_its_import_closure(name):
     stage = _dvc()["stages"][name]
-    script = re.search(r"stages/(\w+)\.py", stage["cmd"])
+    script = stage_script(stage["cmd"])
     assert script, f"stage {name}: cmd does not run a stages/*.py script"
     deps = _dep_paths(stage)
-    entry = f"stages.{script.group(1)}"
-    assert _covered(REPO / "stages" / f"{script.group(1)}.py", deps), \
-        f"stage {name}: stages/{script.group(1)}.py is not in its deps"
-    missing = sorted(modules()[m].relative_to(REPO).as_posix() for m in closure(entry)
-                     if m in modules() and not _covered(modules()[m], deps))
-    assert not missing, f"stage {name}: deps in dvc.yaml miss {', '.join(missing)}"
+    missing = [d for d in code_deps(script) if not _covered(REPO / d, deps)]
+    assert not missing, (f"stage {name}: deps in dvc.yaml miss {', '.join(missing)} "
+                         "(python -m ddhpose.pipeline.deps --write)")
+    extra = differences().get(name, ([], []))[1]
+    assert not extra, (f"stage {name}: dvc.yaml lists {', '.join(extra)}, which it no longer "
+                       "imports (python -m ddhpose.pipeline.deps --write)")
+
+
+def test_deps_generator_restores_a_missing_and_drops_an_extra_dep(tmp_path):
+    from ddhpose.pipeline.deps import rewrite
+
+    text = (REPO / "dvc.yaml").read_text(encoding="utf-8")
+    broken = text.replace("      - ddhpose/pipeline/sample.py\n", "", 1)
+    broken = broken.replace("      - ddhpose/pipeline/export_mat.py\n",
+                            "      - ddhpose/pipeline/export_mat.py\n      - ddhpose/cli.py\n", 1)
+    assert broken != text
+    assert rewrite(broken) == text
 
 
 def _params_read(module: str) -> set[str]:
@@ -242,3 +185,108 @@ def test_every_stage_runs_under_the_project_interpreter(name):
     """`.venv/bin/dvc repro` must work without the venv on PATH: stages go through stages/python."""
     cmd = _dvc()["stages"][name]["cmd"]
     assert re.fullmatch(r"sh stages/python stages/\w+\.py", cmd), f"stage {name}: cmd {cmd!r}"
+
+
+# --- layers ---------------------------------------------------------------------------------------
+
+#: the layer of each package (and root module): a module may import only from its own layer or
+#: below. ``__main__`` modules are entry points and exempt.
+LAYERS = {
+    "ddhpose": 0, "ddhpose.errors": 0, "ddhpose.io": 0, "ddhpose.skeleton": 0,
+    "ddhpose.camera": 0, "ddhpose.keypoints": 0, "ddhpose.project": 0,
+    "ddhpose.data": 1, "ddhpose.model": 1,
+    "ddhpose.synthetic": 2, "ddhpose.evaluation": 2,
+    "ddhpose.training": 3, "ddhpose.inference": 3,
+    "ddhpose.config": 4,
+    "ddhpose.tracking": 5,
+    "ddhpose.registry": 6, "ddhpose.bench": 6,
+    "ddhpose.pipeline": 7,
+    "ddhpose.commands": 8,
+    "ddhpose.cli": 9,
+}
+CORE = ("data", "model", "synthetic", "evaluation", "training", "inference")
+ORCHESTRATION = ("config", "pipeline", "tracking", "registry")
+
+
+def _layer_of(module: str) -> tuple[str, int]:
+    name = module
+    while name not in LAYERS:
+        name = name.rpartition(".")[0]
+        assert name, f"{module}: in no layer of LAYERS (add its package there)"
+    return name, LAYERS[name]
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == f"ddhpose.{p}" or module.startswith(f"ddhpose.{p}.") for p in packages)
+
+
+def upward_imports(edges_of=edges) -> list[str]:
+    out = []
+    for m in modules():
+        if m.endswith(".__main__"):
+            continue
+        here, rank = _layer_of(m)
+        for e in sorted(edges_of(m)):
+            there, up = _layer_of(e)
+            if up > rank:
+                out.append(f"{m} (layer {here}) imports {e} (layer {there}, above it)")
+    return out
+
+
+def test_no_module_imports_from_a_higher_layer():
+    found = upward_imports()
+    assert not found, "upward imports: " + "; ".join(found)
+
+
+def test_core_imports_no_orchestration():
+    found = [f"{m} imports {e}" for m in modules() if _in(m, CORE)
+             for e in sorted(edges(m)) if _in(e, ORCHESTRATION)]
+    assert not found, "the core imports orchestration: " + "; ".join(found)
+
+
+def _third_party_imports(module: str) -> set[str]:
+    path = modules()[module]
+    names = imported_names(ast.parse(path.read_text(encoding="utf-8")), module,
+                           path.name == "__init__.py")
+    return {n.split(".")[0] for n in names if n}
+
+
+def test_mlflow_is_imported_only_under_tracking_and_registry():
+    found = sorted(m for m in modules() if "mlflow" in _third_party_imports(m)
+                   and not _in(m, ("tracking", "registry")))
+    assert not found, f"mlflow imported outside tracking/ and registry/: {', '.join(found)}"
+
+
+def test_bookkeeping_imports_only_config_io_errors_project():
+    allowed = ("ddhpose.config", "ddhpose.io", "ddhpose.errors", "ddhpose.project",
+               "ddhpose.tracking")
+    found = [f"{m} imports {e}" for m in modules() if is_bookkeeping(m)
+             for e in sorted(edges(m))
+             if e != "ddhpose" and not any(e == a or e.startswith(a + ".") for a in allowed)]
+    assert not found, "tracking/ imports beyond config, io, errors, project: " + "; ".join(found)
+
+
+#: the only modules of a stage's closure that may import tracking/: the runner's narrow
+#: interface (the stage's MLflow run) and the registry (registration's offline fallback)
+BOOKKEEPING_GATES = ("ddhpose.pipeline.runner", "ddhpose.registry")
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_a_stage_reaches_bookkeeping_only_through_the_runner(name):
+    script = stage_script(_dvc()["stages"][name]["cmd"])
+    found = [f"{m} imports {e}" for m in sorted(closure(script))
+             for e in sorted(edges(m)) if is_bookkeeping(e)
+             and not any(m == g or m.startswith(g + ".") for g in BOOKKEEPING_GATES)]
+    assert not found, f"stage {name}: " + "; ".join(found)
+
+
+def test_the_layer_test_fails_on_an_upward_import():
+    """The check can fail: a core module that imported the pipeline would be reported."""
+
+    def with_upward(module: str) -> frozenset[str]:
+        extra = {"ddhpose.pipeline.runner"} if module == "ddhpose.model.losses" else set()
+        return edges(module) | extra
+
+    assert upward_imports(with_upward) == [
+        "ddhpose.model.losses (layer ddhpose.model) imports ddhpose.pipeline.runner "
+        "(layer ddhpose.pipeline, above it)"]

@@ -4,7 +4,6 @@ change on a trained model's test set (:func:`demo_test_accuracy`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,7 @@ import torch
 from ddhpose.bench.plan import bench_model
 from ddhpose.evaluation.metrics import joint_errors, mpjpe
 from ddhpose.model.ddhpose import DDHPose
-
-
-def _shared_dir() -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    return Path(os.environ.get("DDHPOSE_SHARED", repo.parent / "shared"))
+from ddhpose.project import shared_dir
 
 
 def _mpjpe_mm(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -34,7 +29,7 @@ def bf16_accuracy(big: DDHPose | None, device: torch.device) -> dict[str, Any]:
     on ``big`` (e.g. the paper-size model, random init) for one denoiser pass on random inputs.
     """
     out: dict[str, Any] = {}
-    parity = _shared_dir() / "fixtures" / "reference_parity" / "small"
+    parity = shared_dir() / "fixtures" / "reference_parity" / "small"
     if (parity / "state_dict.pt").exists():
         model = DDHPose(bench_model(64, 3, 27))
         model.load_state_dict(torch.load(parity / "state_dict.pt", weights_only=True))

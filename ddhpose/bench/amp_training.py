@@ -58,13 +58,13 @@ def run_configs(params_path: Path, epochs: int | None, mode: str) -> tuple[Any, 
     checkpoints, ``train.amp`` = :data:`AMP` [mode]."""
     import dataclasses
 
-    from ddhpose.pipeline.params import load_params
-    from ddhpose.pipeline.train import model_config
+    from ddhpose.config.schema import load_params
+    from ddhpose.model.config import ModelConfig
 
     params = load_params(params_path)
     cfg = dataclasses.replace(params.train, device="cpu", checkpoint_every=0, amp=AMP[mode],
                               epochs=epochs if epochs is not None else params.train.epochs)
-    return model_config(params), cfg
+    return ModelConfig.from_params(params.data.dataset, params.model).validate(), cfg
 
 
 def train_one(mode: str, params_path: Path, data_dir: Path, epochs: int | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -108,44 +107,17 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def log_bench_to_mlflow(bench_json_path: str | Path) -> str:
-    """Log a bench.json (metrics, machine params, the file itself) as one run of the experiment
-    ``ddhpose-bench``. Tracking URI: ``MLFLOW_TRACKING_URI`` or ``sqlite:///<repo>/mlflow.db``
-    (the project's default, :func:`ddhpose.pipeline.tracking.tracking_uri`). Returns the run id.
-    """
-    import mlflow
-
-    from ddhpose.pipeline.tracking import artifact_location, tracking_uri
+    """Log a bench.json (metrics, machine params, the file and its .md) as one run of the
+    experiment ``ddhpose-bench`` (:func:`ddhpose.tracking.standalone.log_standalone_run`; tracking
+    URI ``MLFLOW_TRACKING_URI`` or the project's ``mlflow.db``). Returns the run id."""
+    from ddhpose.tracking.standalone import log_standalone_run
 
     path = Path(bench_json_path)
     result = json.loads(path.read_text(encoding="utf-8"))
-    root = Path(__file__).resolve().parents[2]
-    uri = tracking_uri(root)
-    for key, val in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
-                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")):
-        os.environ.setdefault(key, val)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    name = "ddhpose-bench"
-    exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=artifact_location(uri, name))
-    run = client.create_run(exp_id, run_name=f"bench-{result.get('mode', 'custom')}")
-    rid = run.info.run_id
-    try:
-        m = result.get("machine", {})
-        params = {"mode": result.get("mode"), "torch": m.get("torch"), "threads": m.get("threads"),
-                  "cpu_count": m.get("cpu_count"), "platform": m.get("platform")}
-        for k, v in params.items():
-            client.log_param(rid, k, str(v))
-        metrics = _flat_metrics(result)
-        batch = [mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()]
-        for i in range(0, len(batch), 500):
-            client.log_batch(rid, metrics=batch[i:i + 500])
-        client.log_artifact(rid, str(path))
-        md = path.with_suffix(".md")
-        if md.exists():
-            client.log_artifact(rid, str(md))
-        client.set_terminated(rid, "FINISHED")
-    except BaseException:
-        client.set_terminated(rid, "FAILED")
-        raise
-    return rid
+    m = result.get("machine", {})
+    params = {"mode": result.get("mode"), "torch": m.get("torch"), "threads": m.get("threads"),
+              "cpu_count": m.get("cpu_count"), "platform": m.get("platform")}
+    return log_standalone_run("ddhpose-bench", f"bench-{result.get('mode', 'custom')}",
+                              root=Path(__file__).resolve().parents[2], params=params,
+                              metrics=_flat_metrics(result),
+                              artifacts=[path, path.with_suffix(".md")])

@@ -155,7 +155,7 @@ def _local_checkpoint(checkpoint: str, work_dir: Path) -> Path:
     only then)."""
     if not checkpoint.startswith(("models:/", "runs:/")):
         return Path(checkpoint)
-    from ddhpose.pipeline.registry import download_checkpoint
+    from ddhpose.registry.resolve import download_checkpoint
 
     path, record = download_checkpoint(checkpoint, work_dir)
     version = f" version {record['version']}" if record.get("version") else ""

@@ -1,5 +1,5 @@
 """``ddhpose server``: a team MLflow tracking server on PostgreSQL with artifact proxying
-(see :mod:`ddhpose.pipeline.server`). Runs in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
+(see :mod:`ddhpose.tracking.server`). Runs in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.pipeline.server import ServerConfig, ServerError, ensure_extra, serve
+    from ddhpose.tracking.server import ServerConfig, ServerError, ensure_extra, serve
 
     if not 1 <= args.port <= 65535:
         raise ServerError(f"--port must be in 1..65535, got {args.port}")

@@ -1,6 +1,6 @@
 """``ddhpose tracking sync``: replay the offline tracking records of a project
 (``reports/tracking_offline/*.jsonl``) into the MLflow store, exactly once
-(see :mod:`ddhpose.pipeline.tracking_sync`)."""
+(see :mod:`ddhpose.tracking.sync`)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.pipeline.run_state import tracking_uri
-    from ddhpose.pipeline.sqlite_store import store_problem
-    from ddhpose.pipeline.tracking import HTTP_ENV_DEFAULTS
-    from ddhpose.pipeline.tracking_sync import SyncError, sync_offline
+    from ddhpose.tracking.run_state import tracking_uri
+    from ddhpose.tracking.sqlite_store import store_problem
+    from ddhpose.tracking.sync import SyncError, sync_offline
+    from ddhpose.tracking.tracker import HTTP_ENV_DEFAULTS
 
     root = Path(args.root).resolve()
     if not root.is_dir():

@@ -1,3 +1,2 @@
-"""The DVC pipeline: one module per stage (``run(params, root, tracker)``), the typed params.yaml
-schema (:mod:`.params`), the stage error contract (:mod:`.runner`) and MLflow tracking
-(:mod:`.tracking`, the only mlflow imports)."""
+"""Only what dvc.yaml runs: the stage runner (:mod:`.runner`, one error contract) and one module
+per stage named after it, each with ``run(params, root, tracker)``."""

@@ -1,7 +1,7 @@
 """Stage ``evaluate``: predictions + ground truth -> protocol tables, ``reports/metrics.json``,
 plots, rendered clips, and everything logged to MLflow; the evaluated ``models/best.pt`` is
 logged as an MLflow model and registered (``tracking.register_model``, see
-:mod:`ddhpose.pipeline.model_registration`)."""
+:mod:`ddhpose.registry.register`)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from ddhpose.evaluation.report import (
     per_step_dict,
 )
 from ddhpose.io import atomic_open, probe_writable, read_json, write_json
-from ddhpose.pipeline.model_registration import register_evaluated_model
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths
+from ddhpose.registry.register import register_evaluated_model
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -16,11 +16,11 @@ from ddhpose.evaluation.aggregate import AGGREGATIONS
 from ddhpose.evaluation.export import inference_mat_name, write_inference_mats, write_sequences_mat
 from ddhpose.evaluation.predict import load_predictions
 from ddhpose.io import probe_writable
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:

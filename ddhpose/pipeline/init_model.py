@@ -3,7 +3,7 @@
 ``model.init`` is ``''`` (train from scratch), a checkpoint path (ours, an authors' ``.bin`` or a
 bare state_dict; relative paths are relative to the project root) or an MLflow model URI
 (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/<run id>/<path>``, resolved by
-:mod:`ddhpose.pipeline.registry`).
+:mod:`ddhpose.registry.resolve`).
 
 The stage copies the checkpoint's bytes unchanged to ``models/init/init.pt`` and writes
 ``models/init/source.json`` (what was asked for, what it resolved to: file path or registered
@@ -29,7 +29,7 @@ from typing import Any
 
 from ddhpose.errors import ConfigError
 from ddhpose.io import atomic_path, file_sha256, read_json, write_json
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths
 
 URI_PREFIXES = ("models:/", "runs:/")
 
@@ -46,7 +46,7 @@ def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str,
     ``model.init``.
     """
     if is_model_uri(init):
-        from ddhpose.pipeline.registry import RegistryError, download_checkpoint
+        from ddhpose.registry.resolve import RegistryError, download_checkpoint
 
         try:
             return download_checkpoint(init, work_dir, root=root)
@@ -69,8 +69,8 @@ def stage_params(path: Path) -> Any:
     on every ``dvc repro``: another key's error belongs to the stage that reads it."""
     from types import SimpleNamespace
 
-    from ddhpose.pipeline.params import DATASETS, load_params
-    from ddhpose.pipeline.yamlfile import read_yaml
+    from ddhpose.config.schema import DATASETS, load_params
+    from ddhpose.config.yamlfile import read_yaml
 
     try:
         return load_params(path)

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from ddhpose.data.processed import ProcessedSplit, manifest, save_split
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import probe_writable, write_json
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 
 def _h36m_splits(raw: Path, *, keypoints: str, subjects_train: Any, subjects_test: Any,

@@ -8,26 +8,21 @@ every OS error (disk full, read-only file system, permission denied), with the c
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.errors import DDHPoseError, os_error_line
+from ddhpose.project import project_root
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 # a stage body: run(params, project root, MLflow tracker)
 StageFn = Callable[["Params", Path, "Tracker"], None]
 
-
-def project_root() -> Path:
-    """The project directory: ``DDHPOSE_ROOT`` if set, else the current directory (DVC runs stages
-    from the directory holding dvc.yaml)."""
-    return Path(os.environ.get("DDHPOSE_ROOT", os.getcwd())).resolve()
 
 
 def run_stage(
@@ -37,9 +32,9 @@ def run_stage(
     """Run ``fn(params, root, tracker)`` in the stage's MLflow child run; return the exit code.
 
     ``track=False`` runs ``fn(params, root, None)`` without opening any MLflow run; ``load``
-    replaces :func:`ddhpose.pipeline.params.load_params` (a stage that checks only its keys).
+    replaces :func:`ddhpose.config.schema.load_params` (a stage that checks only its keys).
     """
-    from ddhpose.pipeline.params import load_params
+    from ddhpose.config.schema import load_params
 
     root = project_root()
     try:
@@ -47,7 +42,7 @@ def run_stage(
         if not track:
             fn(params, root, None)
             return 0
-        from ddhpose.pipeline.tracking import stage_run
+        from ddhpose.tracking.tracker import stage_run
 
         with stage_run(stage, params, root) as tracker:
             fn(params, root, tracker)

@@ -14,13 +14,13 @@ from ddhpose.evaluation.predict import predict_split, save_predictions
 from ddhpose.io import probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.model.precision import matmul_precision, precision_label, sample_dtype
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths
 from ddhpose.training.distributed import resolve_device
 from ddhpose.training.progress import progress_bar
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:

@@ -28,15 +28,14 @@ from ddhpose.errors import CheckpointError, ConfigError, DataError
 from ddhpose.io import probe_writable, read_json
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.model.config import ModelConfig
-from ddhpose.pipeline.aside import move_aside
-from ddhpose.pipeline.paths import ProjectPaths
+from ddhpose.project import ProjectPaths, move_aside
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
 from ddhpose.training.resume import resume_blockers
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 
 def model_config(params: Any) -> ModelConfig:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ddhpose.config.schema import Params, load_params
 from ddhpose.data.h36m import save_positions_2d, save_positions_3d
 from ddhpose.errors import ConfigError, DataError
-from ddhpose.pipeline import fetch as F
-from ddhpose.pipeline.params import Params, load_params
+from ddhpose.pipeline import fetch_data as F
 from ddhpose.pipeline.preprocess import build_splits
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from demo_config import demo_params
 
+from ddhpose.config.schema import DataParams
 from ddhpose.errors import ConfigError, DataError
-from ddhpose.pipeline import fetch as F
-from ddhpose.pipeline.params import DataParams
+from ddhpose.pipeline import fetch_data as F
 
 CPN = "data_2d_h36m_cpn_ft_h36m_dbb.npz"
 
@@ -199,7 +199,7 @@ def test_url_3dhp_test_annotations(tmp_path, http_dir):
 
 
 def test_stage_run_resolves_relative_path(tmp_path, h36m_src, monkeypatch, capsys):
-    from ddhpose.pipeline.tracking import stage_run
+    from ddhpose.tracking.tracker import stage_run
 
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)

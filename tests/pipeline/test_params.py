@@ -10,8 +10,8 @@ import pytest
 import yaml
 from demo_config import demo_params
 
+from ddhpose.config import schema as P
 from ddhpose.errors import ConfigError
-from ddhpose.pipeline import params as P
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_SHA = "ab" * 32

@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 import torch
 
+from ddhpose.config.schema import load_params
 from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import save_checkpoint
 from ddhpose.pipeline import init_model
 from ddhpose.pipeline.init_model import file_sha256
-from ddhpose.pipeline.model_registration import (
+from ddhpose.registry.register import (
     CHALLENGER,
     CHAMPION,
     alias_decision,
     register_model,
 )
-from ddhpose.pipeline.params import load_params
 from ddhpose.training.smoke import tiny_model_config
 
 mlflow = pytest.importorskip("mlflow")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ddhpose.cli import main
-from ddhpose.pipeline.server import ServerConfig, extra_requirements, mlflow_server_command
+from ddhpose.tracking.server import ServerConfig, extra_requirements, mlflow_server_command
 
 REPO = Path(__file__).resolve().parents[2]
 tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ddhpose.pipeline import run_state as R
-from ddhpose.pipeline import tracking as T
-from ddhpose.pipeline.params import Params
+from ddhpose.config.schema import Params
+from ddhpose.tracking import run_state as R
+from ddhpose.tracking import tracker as T
 
 mlflow = pytest.importorskip("mlflow")
 from demo_config import demo_params  # noqa: E402

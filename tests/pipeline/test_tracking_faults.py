@@ -16,7 +16,7 @@ import pytest
 from demo_config import PARAMS_FILE, demo_params
 
 import ddhpose
-from ddhpose.pipeline import tracking as T
+from ddhpose.tracking import tracker as T
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient
@@ -72,8 +72,8 @@ def test_sqlite_store_in_a_read_only_folder(monkeypatch, tmp_path, capfd):
 STAGE_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ddhpose.pipeline.params import load_params
-    from ddhpose.pipeline.tracking import stage_run
+    from ddhpose.config.schema import load_params
+    from ddhpose.tracking.tracker import stage_run
     root, mode, params = Path(sys.argv[1]), sys.argv[2], load_params(Path(sys.argv[3]))
     with stage_run("train", params, root) as tr:
         if mode == "hang":

@@ -12,8 +12,8 @@ import pytest
 from demo_config import demo_params
 
 from ddhpose.cli import main
-from ddhpose.pipeline import tracking as T
-from ddhpose.pipeline.tracking_sync import read_segments
+from ddhpose.tracking import tracker as T
+from ddhpose.tracking.sync import read_segments
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddhpose.config.schema import Params, load_params
 from ddhpose.data.processed import save_split
 from ddhpose.errors import ConfigError
 from ddhpose.model import DDHPose
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.pipeline import init_model
 from ddhpose.pipeline import train as train_stage
-from ddhpose.pipeline.params import Params, load_params
-from ddhpose.pipeline.tracking import Tracker
 from ddhpose.synthetic.smoke import synthetic_split
+from ddhpose.tracking.tracker import Tracker
 from ddhpose.training.smoke import tiny_model_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ for a float; ints are accepted for float fields) or an impossible value raises
 must be >= 1, got 0``. Lists are stored as tuples.
 
 Named configurations (``configs/*.yaml``) hold only overridden keys;
-``python -m ddhpose.pipeline.params apply configs/paper_h36m_cpn.yaml`` deep-merges one into
+``python -m ddhpose.config.schema apply configs/paper_h36m_cpn.yaml`` deep-merges one into
 ``params.yaml``, validates the result and rewrites the file atomically, comments included
 (the file is rendered from the field docs below).
 
@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ddhpose.config.build import build_section, reject_unknown, type_name
+from ddhpose.config.rules import DATASETS, HEADLINES, SOURCES, validate
+from ddhpose.config.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
 from ddhpose.errors import ConfigError, DDHPoseError
 from ddhpose.io import atomic_open
 from ddhpose.model.config import XC_LAYOUTS
-from ddhpose.pipeline.aside import utc_stamp
-from ddhpose.pipeline.params_build import build_section, reject_unknown, type_name
-from ddhpose.pipeline.params_rules import DATASETS, HEADLINES, SOURCES, validate
-from ddhpose.pipeline.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
+from ddhpose.project import utc_stamp
 from ddhpose.training.config import TrainConfig as TrainParams
 from ddhpose.training.config import doc
 
@@ -203,8 +203,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def render_yaml(params: Params) -> str:
     """params.yaml text for ``params``, one commented line per key."""
     lines = [
-        "# ddhpose pipeline parameters. Validated by ddhpose.pipeline.params (typed, strict).",
-        "# Apply a named config: python -m ddhpose.pipeline.params apply configs/<name>.yaml",
+        "# ddhpose pipeline parameters. Validated by ddhpose.config.schema (typed, strict).",
+        "# Apply a named config: python -m ddhpose.config.schema apply configs/<name>.yaml",
         "# Override one key: dvc exp run --set-param train.epochs=2",
     ]
 
@@ -257,7 +257,7 @@ def apply_overrides(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddhpose.pipeline.params",
+    parser = argparse.ArgumentParser(prog="python -m ddhpose.config.schema",
                                      description="Validate or update params.yaml.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("apply", help="merge a configs/*.yaml override into params.yaml")

@@ -1,7 +1,7 @@
 """Pipeline-run bookkeeping without MLflow: stage ranks, the parent-run rule, the state file,
 tracking URI defaults, DDP rank, git and dvc.lock provenance (used by :mod:`.tracking`).
 
-The rule (see :mod:`ddhpose.pipeline.tracking` for the whole picture) is the pure function
+The rule (see :mod:`ddhpose.tracking.tracker` for the whole picture) is the pure function
 :func:`needs_new_parent`; the state lives in ``<project root>/.ddhpose/mlflow_run.json``.
 """
 

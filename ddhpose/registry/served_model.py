@@ -147,7 +147,7 @@ def log_model(checkpoint: str | Path, *, name: str = "model") -> Any:
     import warnings
 
     import ddhpose
-    from ddhpose.pipeline.registry import CHECKPOINT_FILE
+    from ddhpose.registry.resolve import CHECKPOINT_FILE
 
     example, example_params = input_example()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -30,12 +30,12 @@ switches to the same offline log (with the same single warning). ``tracking.enab
 logs offline without a warning. ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in ``os.environ`` unless the user set them.
 
-A SQLite store that cannot be written (see :mod:`ddhpose.pipeline.sqlite_store`) counts as
+A SQLite store that cannot be written (see :mod:`ddhpose.tracking.sqlite_store`) counts as
 unavailable at once, before MLflow would retry for minutes; with a SQLite store every group of
 MLflow calls holds the store's writer lock, so concurrent pipelines do not collide. The offline
 records and the default SQLite store live in ``DVC_ROOT`` when DVC sets it (a queued experiment
-logs to the repository it was queued from; :func:`ddhpose.pipeline.run_state.tracking_home`).
-Replay offline records with ``ddhpose tracking sync`` (:mod:`ddhpose.pipeline.tracking_sync`).
+logs to the repository it was queued from; :func:`ddhpose.tracking.run_state.tracking_home`).
+Replay offline records with ``ddhpose tracking sync`` (:mod:`ddhpose.tracking.sync`).
 
 Killed stages: each child run carries its process's host, pid and start time; when a stage
 starts it marks KILLED every RUNNING stage run of its experiment whose process on this host is
@@ -58,9 +58,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ddhpose.config.schema import Params
 from ddhpose.io import write_json
-from ddhpose.pipeline.params import Params
-from ddhpose.pipeline.run_state import (
+from ddhpose.tracking.run_state import (
     OFFLINE_DIR,
     STAGE_RANKS,
     STATE_FILE,
@@ -76,7 +76,7 @@ from ddhpose.pipeline.run_state import (
     tracking_home,
     tracking_uri,
 )
-from ddhpose.pipeline.sqlite_store import store_lock, store_problem
+from ddhpose.tracking.sqlite_store import store_lock, store_problem
 
 HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 _BATCH = 100  # MLflow accepts at most 100 params / tags per log_batch request

@@ -1,6 +1,6 @@
 """The MLflow model registry, read side: resolve ``models:/`` and ``runs:/`` URIs to a
 checkpoint file (for ``model.init`` and ``ddhpose infer --checkpoint``). Registering models and
-the ``challenger`` / ``champion`` rule live in :mod:`ddhpose.pipeline.model_registration`.
+the ``challenger`` / ``champion`` rule live in :mod:`ddhpose.registry.register`.
 
 mlflow is imported inside the functions, so importing this module is cheap.
 """
@@ -25,7 +25,7 @@ class RegistryError(DDHPoseError):
 
 def default_tracking_uri(root: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI``, else the project's ``sqlite:///<root>/mlflow.db``."""
-    from ddhpose.pipeline.run_state import tracking_uri
+    from ddhpose.tracking.run_state import tracking_uri
 
     return tracking_uri(Path.cwd() if root is None else root)
 

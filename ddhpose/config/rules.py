@@ -1,6 +1,6 @@
 """Value rules of the pipeline configuration: ranges, choices and cross-key constraints.
 
-:func:`validate` runs after the types were checked (``ddhpose.pipeline.params``) and raises
+:func:`validate` runs after the types were checked (``ddhpose.config.schema``) and raises
 :class:`ddhpose.errors.ConfigError` naming the dotted params key and the offending value.
 """
 
@@ -16,7 +16,7 @@ from ddhpose.synthetic.config import SyntheticConfig
 from ddhpose.training.config import DEVICE_PATTERN
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
+    from ddhpose.config.schema import Params
 
 SOURCES = ("synthetic", "local", "url")
 HEADLINES = AGGREGATIONS

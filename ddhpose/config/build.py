@@ -3,7 +3,7 @@
 :func:`build_section` turns a mapping into a (nested) frozen dataclass, refusing unknown or
 missing keys and wrong types with a :class:`~ddhpose.errors.ConfigError` naming the dotted key.
 ints are accepted for float fields; lists become tuples. Value rules (ranges, choices) live in
-:mod:`ddhpose.pipeline.params_rules`; the schema in :mod:`ddhpose.pipeline.params`.
+:mod:`ddhpose.config.rules`; the schema in :mod:`ddhpose.config.schema`.
 """
 
 from __future__ import annotations

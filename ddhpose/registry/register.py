@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.data.processed import file_sha256, ground_truth_fingerprint
-from ddhpose.pipeline.paths import ProjectPaths
-from ddhpose.pipeline.run_state import STAGE_RANKS, dvc_lock_tags, git_info
+from ddhpose.project import ProjectPaths
+from ddhpose.tracking.run_state import STAGE_RANKS, dvc_lock_tags, git_info
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -69,7 +69,7 @@ def register_model(
 
     with warnings.catch_warnings():  # MLflow suggests type hints at class definition: the
         warnings.simplefilter("ignore", UserWarning)  # model's signature is given explicitly
-        from ddhpose.pipeline.served_model import log_model
+        from ddhpose.registry.served_model import log_model
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

@@ -1,6 +1,6 @@
 """Replay the offline tracking records (``reports/tracking_offline/<stage>.jsonl``) into MLflow.
 
-A stage that could not reach MLflow appended JSON lines (see :mod:`ddhpose.pipeline.tracking`):
+A stage that could not reach MLflow appended JSON lines (see :mod:`ddhpose.tracking.tracker`):
 ``offline`` (why, and the run ids if the stage had started online), ``start`` (experiment),
 ``params``, ``metrics`` (with step and time), ``tags``, ``artifact`` / ``artifacts`` (local paths)
 and ``end`` (status). One stage execution is one *segment* of a file: it begins at an ``offline``
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.errors import DDHPoseError
-from ddhpose.pipeline.run_state import OFFLINE_DIR
+from ddhpose.tracking.run_state import OFFLINE_DIR
 
 FALLBACK_EXPERIMENT = "ddhpose-offline"
 _BATCH = 100

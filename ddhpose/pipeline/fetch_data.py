@@ -35,13 +35,13 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ddhpose.config.schema import DataParams
 from ddhpose.errors import ConfigError, DataError
 from ddhpose.io import file_sha256, write_json
-from ddhpose.pipeline.params import DataParams
 
 if TYPE_CHECKING:
-    from ddhpose.pipeline.params import Params
-    from ddhpose.pipeline.tracking import Tracker
+    from ddhpose.config.schema import Params
+    from ddhpose.tracking.tracker import Tracker
 
 H36M_3D = "data_3d_h36m.npz"
 MPI_TRAIN = "data_train_3dhp_ori.npz"
