@@ -11,7 +11,7 @@ A block's linear layers are run as ``x + lin(a)`` (residual folded into the GEMM
   residual form and ``nn.Linear`` + GELU for the activation form.
 
 Same maths as the plain modules: results differ by float32 (or bfloat16) round-off only — the
-parity tests run the fused path against the reference too (``tests/test_fused.py``).
+parity tests run the fused path against the reference too (``tests/model/test_fused.py``).
 """
 
 from __future__ import annotations

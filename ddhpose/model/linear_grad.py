@@ -3,17 +3,17 @@ backward.
 
 ``nn.Linear`` on the CPU runs its three GEMMs (forward ``x·Wᵀ``, input gradient ``dY·W``, weight
 gradient ``dYᵀ·x``) through the BLAS that torch was built with (MKL on x86). On AVX-512 CPUs
-oneDNN's float32 kernels are much faster for the forward and the input gradient (measured on
-this project's 2-core AMD machine at the paper's shapes, 16 524 tokens × 512 → 1536: 230 vs
-150 GFLOP/s forward, 260–320 vs 150 GFLOP/s input gradient; ``reports/bench_ablation.md``),
+oneDNN's float32 kernels can be much faster for the forward and the input gradient at the
+paper's shapes (16 524 tokens × 512 → 1536; the measured GFLOP/s, with their machine, date and
+commit, are in ``docs/performance.md`` and ``reports/bench_ablation_training.md``),
 but oneDNN's fused linear (``torch.ops.mkldnn._linear_pointwise``) has no autograd formula.
 :class:`OneDNNLinear` supplies it:
 
 * forward: ``y = x·Wᵀ + b`` by oneDNN;
 * backward: ``dx = dY·W`` by oneDNN (as a linear layer whose weight is ``Wᵀ``); ``dW = dYᵀ·x``
   by oneDNN over blocks of :data:`GRAD_ROWS` token rows, summed (each block's transposed
-  operands are small copies that stay in cache; one GEMM over all 16 524 rows runs at
-  130–170 GFLOP/s in either library, the blocks at about 225); ``db = Σ_rows dY``.
+  operands are small copies that stay in cache and run faster than one GEMM over all 16 524 rows;
+  see ``docs/performance.md``); ``db = Σ_rows dY``.
 
 Same maths as ``nn.Linear``: results differ by float32 round-off only (the GEMMs accumulate in
 a different order), which the training-step parity tests bound. Used only where it pays and
