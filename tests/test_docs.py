@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").glob("*.md")])
+DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
+               *(REPO / "examples").glob("*.md")])
 SOURCES = sorted([*(REPO / "ddhpose").rglob("*.py"), *(REPO / "stages").glob("*"),
                   *(REPO / "tests").rglob("*.py"), REPO / "dvc.yaml", REPO / "params.yaml",
                   REPO / "Makefile", *(REPO / "configs").glob("*.yaml"), *DOCS])

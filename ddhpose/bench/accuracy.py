@@ -4,6 +4,7 @@ change on a trained model's test set (:func:`demo_test_accuracy`)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ def bf16_accuracy(big: DDHPose | None, device: torch.device) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     parity = shared_dir() / "fixtures" / "reference_parity" / "small"
-    if (parity / "state_dict.pt").exists():
+    if not (parity / "state_dict.pt").exists():
+        print(f"bench: bfloat16 parity rows skipped: no {parity / 'state_dict.pt'} (set "
+              "DDHPOSE_SHARED to the folder holding fixtures/)", file=sys.stderr)
+    else:
         model = DDHPose(bench_model(64, 3, 27))
         model.load_state_dict(torch.load(parity / "state_dict.pt", weights_only=True))
         model = model.to(device).eval()

@@ -13,8 +13,8 @@ Headline of a version: the MPJPE (mm) of ``eval.headline``'s aggregation at the 
 ``metrics.json``'s ``headline.p1_mm``, for both datasets (MPI-INF-3DHP: the unweighted mean over
 the test sequences, as the official script averages; PCK / AUC are logged too but MPJPE is the
 one number where lower is better for every dataset). Its tag name is
-``mpjpe_mm_<aggregation>`` so an oracle headline (``p_best_oracle``, ``j_best_oracle``) is never compared with
-a non-oracle one.
+``mpjpe_mm_<aggregation>`` so an oracle headline (``p_best_oracle``, ``j_best_oracle``) is never
+compared with a non-oracle one.
 """
 
 from __future__ import annotations
