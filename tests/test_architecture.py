@@ -290,3 +290,33 @@ def test_the_layer_test_fails_on_an_upward_import():
     assert upward_imports(with_upward) == [
         "ddhpose.model.losses (layer ddhpose.model) imports ddhpose.pipeline.runner "
         "(layer ddhpose.pipeline, above it)"]
+
+
+# --- the init_model stage follows model.init -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("init", "dep", "always"), [
+    ("", None, None),
+    ("checkpoints/best_epoch.bin", "checkpoints/best_epoch.bin", None),
+    ("models:/ddhpose-h36m@champion", None, True),
+    ("runs:/0123abcd/checkpoint.pt", None, True),
+])
+def test_init_stage_shape_follows_model_init(init, dep, always):
+    from ddhpose.pipeline.deps import INIT_STAGE, rewrite
+
+    text = (REPO / "dvc.yaml").read_text(encoding="utf-8")
+    shaped = rewrite(text, init=init)
+    stage = yaml.safe_load(shaped)["stages"][INIT_STAGE]
+    assert stage.get("always_changed") is always
+    assert (dep in stage["deps"]) if dep else all(d.startswith(("ddhpose/", "stages/"))
+                                                  for d in stage["deps"])
+    assert rewrite(shaped, init=init) == shaped  # stable
+    assert rewrite(shaped, init="") == text  # back to the shipped default
+
+
+def test_shipped_init_stage_fits_the_default_params():
+    from ddhpose.pipeline.deps import init_stage_problem
+
+    assert init_stage_problem() is None
+    assert "always_changed" in init_stage_problem(init="models:/m@champion")
+    assert "must list it in deps" in init_stage_problem(init="ckpt.pt")

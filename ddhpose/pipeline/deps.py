@@ -8,6 +8,12 @@ transitively (imports inside functions and the packages' ``__init__`` included; 
 never change a DVC output, so editing them reruns no stage (``dvc repro -f STAGE`` applies such a
 change on purpose). Non-code deps (``data/processed``, ``models/best.pt`` ...) are kept as written.
 
+The ``init_model`` stage's shape follows ``model.init`` in params.yaml (:func:`init_shape`): empty
+(train from scratch) -> nothing more, so a finished project's ``dvc status`` is clean; a file ->
+that file is a dep (marked ``# model.init``), so ``dvc status`` shows when its content changes; a
+registry URI (``models:/``, ``runs:/``), which can move without any file changing ->
+``always_changed: true``, the one case where ``dvc status`` always lists the stage.
+
 ``python -m ddhpose.pipeline.deps`` prints what differs (exit 1 when anything does);
 ``--write`` rewrites the ``deps`` lists of dvc.yaml in place, comments and everything else kept,
 after saving the previous file to ``.ddhpose/previous/<UTC stamp>-dvc.yaml``.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import sys
 from functools import cache
@@ -29,6 +36,9 @@ from ddhpose.io import atomic_open
 from ddhpose.project import REPO, utc_stamp
 
 PACKAGE = "ddhpose"
+INIT_STAGE = "init_model"
+INIT_MARK = "# model.init"  # the comment that marks the init file's dep line
+URI_PREFIXES = ("models:/", "runs:/")
 BOOKKEEPING = ("ddhpose.tracking",)  # never in a stage's deps (module docstring)
 _STAGE_SCRIPT = re.compile(r"stages/(\w+)\.py")
 
@@ -150,6 +160,46 @@ def _dep_path(dep: str | dict) -> str:
     return dep if isinstance(dep, str) else next(iter(dep))
 
 
+def init_shape(init: str) -> tuple[str | None, bool]:
+    """``(file dep, always_changed)`` the init_model stage needs for ``model.init`` = ``init``."""
+    init = init.strip()
+    if not init:
+        return None, False
+    if init.startswith(URI_PREFIXES):
+        return None, True
+    return os.path.expanduser(init), False
+
+
+def _model_init(root: Path) -> str:
+    raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    return str(((raw.get("model") or {}).get("init")) or "")
+
+
+def init_stage_problem(root: Path = REPO, init: str | None = None) -> str | None:
+    """Why dvc.yaml's init_model stage does not fit ``model.init`` (params.yaml's by default), in
+    words; None when it fits or there is no such stage."""
+    init = _model_init(root) if init is None else init
+    stage = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"].get(
+        INIT_STAGE)
+    if stage is None:
+        return None
+    file, always = init_shape(init)
+    have_always = bool(stage.get("always_changed", False))
+    deps = [_dep_path(d) for d in stage.get("deps", [])]
+    if always and not have_always:
+        return (f"model.init {init!r} is a registry URI, which can move: the stage needs "
+                "`always_changed: true`")
+    if not always and have_always:
+        return "model.init is not a registry URI: `always_changed: true` would rerun it always"
+    if file is not None and file not in deps:
+        return (f"model.init {init!r} is a file: the stage must list it in deps, or a change of "
+                "its content would not rerun train")
+    stale = [d for d in deps if not _is_code(d) and d != file and not d.startswith(PACKAGE)]
+    if stale:
+        return f"lists {', '.join(stale)}, which model.init no longer names"
+    return None
+
+
 def differences(root: Path = REPO) -> dict[str, tuple[list[str], list[str]]]:
     """``{stage: (missing, extra)}`` code deps of dvc.yaml, for the stages where either is
     non-empty; ``missing`` are imported but not listed, ``extra`` listed but not imported."""
@@ -179,9 +229,11 @@ def _in_block(lines: list[str], i: int) -> bool:
 _ITEM = re.compile(r"^(\s+)- (\S+?)(:)?(\s+#.*)?$")
 
 
-def rewrite(text: str, root: Path = REPO) -> str:
+def rewrite(text: str, root: Path = REPO, init: str | None = None) -> str:
     """dvc.yaml ``text`` with each stage's code deps replaced by :func:`code_deps` (in front of
-    its other deps, which keep their lines and comments)."""
+    its other deps, which keep their lines and comments), and the init_model stage shaped for
+    ``model.init`` (params.yaml's by default; :func:`init_shape`)."""
+    init_file, init_always = init_shape(_model_init(root) if init is None else init)
     stages = yaml.safe_load(text)["stages"]
     lines = text.splitlines(keepends=True)
     out: list[str] = []
@@ -192,6 +244,13 @@ def rewrite(text: str, root: Path = REPO) -> str:
         m = re.match(r"^  (\w+):\s*(#.*)?$", line)
         if m:
             stage = m.group(1)
+        if stage == INIT_STAGE and re.match(r"^    always_changed:", line):
+            i += 1  # written again below, where model.init asks for it
+            continue
+        if stage == INIT_STAGE and re.match(r"^    cmd:", line) and init_always:
+            out.extend([line, "    always_changed: true  # model.init is a registry URI\n"])
+            i += 1
+            continue
         if stage in stages and re.match(r"^    deps:\s*(#.*)?$", line):
             out.append(line)
             i += 1
@@ -202,7 +261,9 @@ def rewrite(text: str, root: Path = REPO) -> str:
                 item = _ITEM.match(lines[i].rstrip("\n"))
                 if item:
                     indent = item.group(1)
-                if not (item and _is_code(item.group(2)) and not item.group(3)):
+                if stage == INIT_STAGE and INIT_MARK in lines[i]:
+                    pass  # the init file's dep: written again below
+                elif not (item and _is_code(item.group(2)) and not item.group(3)):
                     kept.append(lines[i])
                     if item and item.group(2).startswith(f"{PACKAGE}/"):
                         folders.append(item.group(2))
@@ -211,6 +272,8 @@ def rewrite(text: str, root: Path = REPO) -> str:
             if script is not None:
                 out.extend(f"{indent}- {dep}\n" for dep in code_deps(script, root)
                            if not _under(dep, folders))
+            if stage == INIT_STAGE and init_file is not None:
+                out.append(f"{indent}- {init_file}  {INIT_MARK}\n")
             out.extend(kept)
             continue
         out.append(line)
@@ -227,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root.resolve()
     diff = differences(root)
+    problem = init_stage_problem(root)
+    if problem:
+        diff = {**diff, INIT_STAGE: diff.get(INIT_STAGE, ([], []))}
     if not args.write:
+        if problem:
+            print(f"{INIT_STAGE}: {problem}")
         for name, (missing, extra) in diff.items():
             for dep in missing:
                 print(f"{name}: missing {dep}")
