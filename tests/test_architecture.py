@@ -292,7 +292,7 @@ def test_the_layer_test_fails_on_an_upward_import():
         "(layer ddhpose.pipeline, above it)"]
 
 
-# --- the init_model stage follows model.init -------------------------------------------------------
+# --- the init_model stage follows model.init ------------------------------------------------------
 
 
 @pytest.mark.parametrize(("init", "dep", "always"), [
