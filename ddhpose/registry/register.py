@@ -1,7 +1,7 @@
 """The evaluate stage's model registration: the pyfunc model logged in the run, the registered
 version, its tags, and the aliases.
 
-The alias rule (also in the README). Every version the evaluate stage registers as
+The alias rule (also in docs/registry.md). Every version the evaluate stage registers as
 ``<tracking.experiment_prefix>-<dataset>`` gets the alias ``challenger``. ``champion`` moves to
 the new version when there is no champion, or when the champion was scored on the same test data
 (equal tag ``test_data_fingerprint``) with the same headline metric and the new version's

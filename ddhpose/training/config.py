@@ -42,7 +42,7 @@ class TrainConfig:
     flip_augment: bool = doc("random horizontal flip of training clips")
     seed: int = doc("torch/numpy/random seed")
     shuffle_seed: int = doc("seed of the clip shuffling generator")
-    checkpoint_every: int = doc("save models/checkpoints/epoch_N.pt every N epochs (0 = never)")
+    checkpoint_every: int = doc("save models/epoch_N.pt every N epochs (0 = never)")
     validate: bool = doc("validate (H=1, K=1) after every epoch; picks best.pt")
     val_batch_clips: int = doc("clips per validation sampler call (0 = train.batch_clips)")
     num_workers: int = doc("data loader worker processes")
