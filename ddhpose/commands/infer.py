@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ddhpose.inference import limits
+
 if TYPE_CHECKING:
     from ddhpose.keypoints import Keypoints
 
@@ -73,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # upper bounds of the numbers a user gives (beyond them a typo costs hours or all the memory)
-MAX_HYPOTHESES = 1000
+MAX_HYPOTHESES = limits.MAX_HYPOTHESES  # shared with the served model
 MAX_BATCH_WINDOWS = 4096
 MAX_IMAGE_SIDE_PX = 100_000.0
 
