@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ddhpose.pipeline.run_state import tracking_uri
     from ddhpose.pipeline.sqlite_store import store_problem
-    from ddhpose.pipeline.tracking import HTTP_ENV_DEFAULTS
+    from ddhpose.pipeline.tracking import HTTP_ENV_DEFAULTS, quiet_mlflow_logs
     from ddhpose.pipeline.tracking_sync import SyncError, sync_offline
 
     root = Path(args.root).resolve()
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise SyncError(problem)
     for key, value in HTTP_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    quiet_mlflow_logs()
 
     def log(msg: str) -> None:
         print(f"ddhpose tracking: {msg}", flush=True)
