@@ -174,7 +174,7 @@ def _assert_registered_in_the_stage_run(client: MlflowClient, stage: Stage, sync
     assert f"registered {NAME} version {version.version} as champion" in sync_out, sync_out
 
 
-@pytest.mark.slow  # two mlflow server starts and three processes importing torch: ~1 min
+@pytest.mark.slow  # two mlflow server starts and four processes importing torch: ~1 min
 def test_server_killed_before_registration_then_sync_registers(tmp_path):
     root = tmp_path / "project"
     root.mkdir()
@@ -199,6 +199,13 @@ def test_server_killed_before_registration_then_sync_registers(tmp_path):
         assert again.returncode == 0, again.stderr[-3000:]
         assert "synced 0 runs" in again.stdout and "1 already synced" in again.stdout, again.stdout
         assert len(client.search_model_versions(f"name='{NAME}'")) == 1
+
+        # online again: the next evaluation registers at once, without a line on stderr (no
+        # MLflow INFO logs, no "Add type hints" warning); a tie keeps the synced champion
+        code, out, err = Stage(root, server.uri, p1=50.0).register()
+        assert code == 0 and err == "", err[-3000:]
+        assert f"registered {NAME} version 2 as challenger" in out, out
+        assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     finally:
         server.kill()
 
@@ -291,3 +298,118 @@ def test_sync_skips_a_synced_run_the_user_deleted(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "synced 0 runs" in again.stdout and "deleted" in again.stdout, again.stdout
     assert len(client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)) == 1
+
+
+def _stage_that_loses_its_store(monkeypatch, root: Path, disk: Path, fail: bool) -> tuple:
+    """A stage opened online on a SQLite store whose disk fills up mid-stage."""
+    from demo_config import demo_params
+
+    from ddhpose.pipeline import tracking as T
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{disk / 'mlflow.db'}")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    try:
+        with T.stage_run("train", demo_params(), root) as tr:
+            ids = (tr.run_id, tr.parent_run_id)
+            assert ids[0] is not None
+            _fill(disk)
+            tr.log_metrics({"loss": 0.5}, step=3)
+            assert tr.mode == "offline"
+            if fail:
+                raise RuntimeError("diverged")
+    except RuntimeError:
+        pass
+    (disk / "filler").unlink()
+    return ids
+
+
+def test_sync_ends_the_stage_s_own_run_with_its_status(monkeypatch, tmp_path, small_disk,
+                                                       capfd):
+    root = tmp_path / "project"
+    root.mkdir()
+    run_id, parent_id = _stage_that_loses_its_store(monkeypatch, root, small_disk, fail=True)
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "disk full" in err[0], err
+    uri = f"sqlite:///{small_disk / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "RUNNING"  # left behind by the outage
+    done = _sync(root, uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"continued run {run_id}" in done.stdout, done.stdout
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(3, 0.5)]
+    assert client.get_run(parent_id).info.status == "FAILED"
+    assert client.get_experiment_by_name("ddhpose-offline") is None
+    assert len(client.search_runs([run.info.experiment_id])) == 2  # the parent and the stage
+
+
+def test_sync_does_not_resurrect_a_stage_run_deleted_on_the_server(monkeypatch, tmp_path,
+                                                                   small_disk):
+    root = tmp_path / "project"
+    root.mkdir()
+    run_id, _ = _stage_that_loses_its_store(monkeypatch, root, small_disk, fail=False)
+    uri = f"sqlite:///{small_disk / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_run(run_id)
+    done = _sync(root, uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"ran in run {run_id}, deleted on the server: not replayed" in done.stdout, done.stdout
+    assert "synced 0 runs" in done.stdout
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    assert client.get_experiment_by_name("ddhpose-offline") is None
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    print(time.time(), flush=True)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+""")
+
+
+def test_registration_waits_for_the_sqlite_writer_lock(tmp_path):
+    """Another pipeline holds the store's lock: registration waits for it, then registers."""
+    import threading
+
+    import torch
+
+    from ddhpose.model import DDHPose
+    from ddhpose.model.checkpoint import save_checkpoint
+    from ddhpose.pipeline.model_registration import register_model
+    from ddhpose.training.smoke import tiny_model_config
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("ddhpose-h36m",
+                                   artifact_location=(tmp_path / "mlartifacts").as_uri())
+    run = client.create_run(exp)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "best.pt", DDHPose(tiny_model_config("h36m")))
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, f"{tmp_path / 'mlflow.db'}.lock"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    result: dict = {}
+
+    def register() -> None:
+        try:
+            result["out"] = register_model(
+                tracking_uri=uri, run_id=run.info.run_id, checkpoint=ckpt, name=NAME,
+                tags={"test_data_fingerprint": "fp"}, metric="mpjpe_mm_j_agg", value=50.0)
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=register)
+    thread.start()
+    thread.join(timeout=8)  # registration alone takes a few seconds; held, it cannot finish
+    still_waiting = thread.is_alive()
+    released = float(holder.communicate("go\n", timeout=60)[0].strip())
+    thread.join(timeout=300)
+    assert "error" not in result, result
+    assert still_waiting, "registration did not wait for the store's lock"
+    (version,) = client.search_model_versions(f"name='{NAME}'")
+    assert version.creation_timestamp / 1000 >= released - 0.01
