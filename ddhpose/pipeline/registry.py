@@ -100,7 +100,7 @@ def bounded_mlflow() -> Iterator[None]:
 def _check_store(uri: str, tracking_uri: str) -> None:
     """A ``sqlite:///`` store must exist: reading it would otherwise create an empty one."""
     if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):])
+        path = Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
         if not path.exists():
             raise RegistryError(f"{uri}: no MLflow store at {path} (tracking URI {tracking_uri}; "
                                 "set MLFLOW_TRACKING_URI to the store or server holding the "
