@@ -26,9 +26,15 @@ Outages: the first MLflow call happens when the stage starts. If it fails (serve
 bad URI, broken store), the stage still runs: ONE warning line goes to stderr naming the URI and
 the cause, and everything (params, metrics with steps, tags, artifact paths) is appended as JSON
 lines to ``<project root>/reports/tracking_offline/<stage>.jsonl``. A failure later in the stage
-switches to the same offline log (with the same single warning). ``tracking.enabled: false``
-logs offline without a warning. ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and
-``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in ``os.environ`` unless the user set them.
+switches to the same offline log (with the same single warning), its ``offline`` record naming
+the run, its parent and the experiment so that ``ddhpose tracking sync`` continues that run; the
+evaluate stage's model registration falls back the same way
+(:mod:`ddhpose.pipeline.model_registration`). A full disk is named as such in the warning.
+``tracking.enabled: false`` logs offline without a warning. In a stage process MLflow's own
+loggers (and alembic's, SQLAlchemy's) print WARNING and above only, and MLflow's traceback for
+each SQL error is silenced (:func:`quiet_mlflow_logs`): the warning line is the one line.
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in
+``os.environ`` unless the user set them.
 
 A SQLite store that cannot be written (see :mod:`ddhpose.pipeline.sqlite_store`) counts as
 unavailable at once, before MLflow would retry for minutes; with a SQLite store every group of
@@ -359,10 +365,10 @@ def _start_offline(tracker: Tracker, params: Params, reason: str) -> None:
 
 def _start_mlflow(stage: str, params: Params, root: Path, uri: str, offline_path: Path) -> Tracker:
     tracker = Tracker(stage, "mlflow", offline_path, uri=uri, experiment=experiment_name(params))
-    quiet_mlflow_logs()
     rank = STAGE_RANKS[stage]
     state = read_state(root)
     try:
+        quiet_mlflow_logs()
         problem = store_problem(uri)
         if problem:
             raise StoreUnwritable(problem)

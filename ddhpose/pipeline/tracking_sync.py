@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddhpose.errors import DDHPoseError
+from ddhpose.errors import DDHPoseError, os_error_line
 from ddhpose.io import write_json
 from ddhpose.pipeline.run_state import OFFLINE_DIR, artifact_location
 from ddhpose.pipeline.sqlite_store import store_lock
@@ -146,7 +146,11 @@ def sync_offline(root: Path, uri: str, log: Callable[[str], None] = print) -> tu
             continue
         created += 1
         synced[seg.record_id] = run_id
-        write_json(folder / LEDGER, ledger)
+        try:
+            write_json(folder / LEDGER, ledger)
+        except OSError as exc:
+            raise SyncError(f"{os_error_line(exc)} (the record {seg.where} is synced to run "
+                            f"{run_id} and tagged so; the next sync finds it)") from exc
     return created, skipped
 
 

@@ -413,3 +413,56 @@ def test_registration_waits_for_the_sqlite_writer_lock(tmp_path):
     assert still_waiting, "registration did not wait for the store's lock"
     (version,) = client.search_model_versions(f"name='{NAME}'")
     assert version.creation_timestamp / 1000 >= released - 0.01
+
+
+def test_offline_evaluate_records_its_model_and_sync_registers_it(monkeypatch, tmp_path, capfd):
+    """Unreachable from the start: the stage records the model; sync registers it in the run it
+    creates for the stage, by the alias rule; a changed checkpoint is not registered."""
+    import torch
+    from demo_config import demo_params
+
+    from ddhpose.model import DDHPose
+    from ddhpose.model.checkpoint import save_checkpoint
+    from ddhpose.pipeline import tracking as T
+    from ddhpose.pipeline.model_registration import register_evaluated_model
+    from ddhpose.synthetic.smoke import synthetic_split
+    from ddhpose.training.smoke import tiny_model_config
+
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    torch.manual_seed(0)
+    save_checkpoint(root / "models" / "best.pt", DDHPose(tiny_model_config("h36m")))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    metrics = {"headline": {"aggregation": "j_agg", "p1_mm": 42.0}, "hypotheses": 1,
+               "steps": 1}
+    for _ in range(2):  # the second evaluation's checkpoint is changed before the sync
+        with T.stage_run("evaluate", demo_params(), root) as tr:
+            assert register_evaluated_model(demo_params(), root, tr, synthetic_split(),
+                                            metrics) is None
+    out, err = capfd.readouterr()
+    assert out.count("model not registered: MLflow is offline") == 2, out
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 2, err  # one per stage
+    with open(root / "models" / "best.pt", "ab") as fh:  # the sync sees another file
+        fh.write(b"retrained")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = _sync(root, uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("not registered:") == 2 and "changed since" in done.stdout, \
+        done.stdout
+    assert "registered" not in done.stdout.replace("not registered", "")
+
+    # the same file as when the stages ran: a fresh store gets it registered once per stage
+    torch.manual_seed(0)
+    save_checkpoint(root / "models" / "best.pt", DDHPose(tiny_model_config("h36m")))
+    uri2 = f"sqlite:///{tmp_path / 'other.db'}"
+    done = _sync(root, uri2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"registered {NAME} version 1 as champion (no champion yet)" in done.stdout
+    assert f"registered {NAME} version 2 as challenger" in done.stdout, done.stdout
+    client = MlflowClient(tracking_uri=uri2, registry_uri=uri2)
+    v1 = client.get_model_version_by_alias(NAME, "champion")
+    run = client.get_run(v1.run_id)
+    assert run.data.tags["ddhpose.stage"] == "evaluate" and run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == NAME
