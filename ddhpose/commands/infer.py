@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ddhpose.inference import limits
+
 if TYPE_CHECKING:
     from ddhpose.keypoints import Keypoints
 
@@ -73,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # upper bounds of the numbers a user gives (beyond them a typo costs hours or all the memory)
-MAX_HYPOTHESES = 1000
+MAX_HYPOTHESES = limits.MAX_HYPOTHESES  # shared with the served model
 MAX_BATCH_WINDOWS = 4096
 MAX_IMAGE_SIDE_PX = 100_000.0
 
@@ -178,13 +180,14 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(outputs, inputs=[args.keypoints, args.checkpoint], force=args.force)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError(None, "--device cuda was asked for but CUDA is not available")
-    kps = read_keypoints(args, "infer")
     device = torch.device(args.device)
     dtype = sample_dtype(args.dtype, device)
     set_tf32(args.tf32)
     with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
-        model = load_model(_local_checkpoint(args.checkpoint, Path(tmp)),
-                           map_location=args.device).to(args.device)
+        # an MLflow URI first: a registry that cannot be reached is the one line to show
+        checkpoint = _local_checkpoint(args.checkpoint, Path(tmp))
+        kps = read_keypoints(args, "infer")
+        model = load_model(checkpoint, map_location=args.device).to(args.device)
     if args.steps > model.config.timesteps:
         raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "
                                          f"{model.config.timesteps} diffusion timesteps")

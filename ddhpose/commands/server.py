@@ -1,5 +1,7 @@
 """``ddhpose server``: a team MLflow tracking server on PostgreSQL with artifact proxying
-(see :mod:`ddhpose.tracking.server`). Runs in the foreground; Ctrl-C or SIGTERM stops it cleanly."""
+(see :mod:`ddhpose.tracking.server`). Runs in the foreground; Ctrl-C or SIGTERM stops it cleanly.
+Killed (``kill -9``), its watchdog stops mlflow server and PostgreSQL; failing that, the next
+start on the same --data-dir stops what was left and says so."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for a team)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     parser.add_argument("--data-dir", default=".mlflow-server",
-                        help="folder of the embedded PostgreSQL (postgres/) and the default "
-                             "artifact folder (artifacts/) (default .mlflow-server, git-ignored)")
+                        help="folder of the embedded PostgreSQL (postgres/), the default "
+                             "artifact folder (artifacts/) and ddhpose-server.json (what the "
+                             "running server started) (default .mlflow-server, git-ignored)")
     parser.add_argument("--backend-store-uri", default=None,
                         help="postgresql://USER:PASSWORD@HOST:PORT/DB of an existing PostgreSQL "
                              "(default: the embedded one in --data-dir)")

@@ -21,10 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ddhpose.registry.register import register_model
     from ddhpose.tracking.run_state import tracking_uri
     from ddhpose.tracking.sqlite_store import store_problem
     from ddhpose.tracking.sync import SyncError, sync_offline
-    from ddhpose.tracking.tracker import HTTP_ENV_DEFAULTS
+    from ddhpose.tracking.tracker import HTTP_ENV_DEFAULTS, quiet_mlflow_logs
 
     root = Path(args.root).resolve()
     if not root.is_dir():
@@ -35,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
         raise SyncError(problem)
     for key, value in HTTP_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    quiet_mlflow_logs()
 
     def log(msg: str) -> None:
         print(f"ddhpose tracking: {msg}", flush=True)
 
     try:
-        created, skipped = sync_offline(root, uri, log=log)
+        created, skipped = sync_offline(root, uri, log=log, register=register_model)
     except SyncError:
         raise
     except Exception as exc:  # the store is unreachable or refused a call: one line

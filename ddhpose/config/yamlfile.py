@@ -2,7 +2,8 @@
 
 :func:`read_yaml` refuses duplicate keys, reads ``1e-4`` as a float (YAML 1.2, as DVC's
 ``--set-param`` writes it; PyYAML alone would return a string) and turns an unreadable or
-malformed file into a one-line :class:`ParamsFileError` naming the file.
+malformed file, or one that is not UTF-8 text (a Latin-1 ``é`` in a comment), into a one-line
+:class:`ParamsFileError` naming the file (and the line and byte where it can).
 """
 
 from __future__ import annotations
@@ -60,12 +61,17 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing or malformed file raises ParamsFileError naming it."""
+    """Parse a UTF-8 YAML file; a missing, malformed or non-UTF-8 file raises ParamsFileError
+    naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ParamsFileError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsFileError(path, not_utf8(data, exc)) from exc
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -73,6 +79,16 @@ def read_yaml(path: str | Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ParamsFileError(path, f"malformed YAML{where}: {problem}") from exc
+
+
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where and which byte is not UTF-8: ``not UTF-8 text: byte 0xe9 at line 2, column 4 (byte
+    offset 57); save the file as UTF-8``."""
+    start = exc.start
+    line = data.count(b"\n", 0, start) + 1
+    column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+    return (f"not UTF-8 text: byte 0x{data[start]:02x} at line {line}, column {column} (byte "
+            f"offset {start}); save the file as UTF-8")
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict[str, Any]:

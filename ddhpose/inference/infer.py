@@ -32,6 +32,7 @@ import torch
 
 from ddhpose.camera import normalize_screen_coordinates
 from ddhpose.evaluation.aggregate import gather_hypotheses, jpma_index
+from ddhpose.inference.limits import MAX_HYPOTHESES
 
 AGGREGATES = ("p_agg", "j_agg")
 DEFAULT_FOCAL_PER_WIDTH = 1.2
@@ -214,7 +215,8 @@ def infer(
         keypoints_px: (T, 17, 2) pixels in the model's joint order, all finite (see
             :mod:`ddhpose.keypoints`).
         image_size: (w, h) pixels, for the normalisation (and the default camera).
-        hypotheses, steps: H and K of the DDIM sampler (the last step's poses are returned).
+        hypotheses, steps: H (at most :data:`~ddhpose.inference.limits.MAX_HYPOTHESES`) and K
+            of the DDIM sampler (the last step's poses are returned).
         aggregate: ``p_agg`` or ``j_agg`` (oracle aggregations need ground truth: not here).
         intrinsic: ``j_agg`` camera, (fx, fy, cx, cy) or 9-vector in pixels; default
             :func:`default_intrinsic`.
@@ -236,8 +238,8 @@ def infer(
         raise ValueError("keypoints contain NaN/inf: fill gaps first (ddhpose.keypoints)")
     if batch_windows < 1:
         raise ValueError(f"batch_windows must be >= 1, got {batch_windows}")
-    if hypotheses < 1:
-        raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+    if not 1 <= hypotheses <= MAX_HYPOTHESES:
+        raise ValueError(f"hypotheses must be between 1 and {MAX_HYPOTHESES}, got {hypotheses}")
     if not 1 <= steps <= model.config.timesteps:
         raise ValueError(f"steps must be between 1 and the model's {model.config.timesteps} "
                          f"diffusion timesteps, got {steps}")

@@ -42,8 +42,8 @@ def is_model_uri(init: str) -> bool:
 def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str, Any]]:
     """``(local checkpoint file, record)`` for a non-empty ``model.init``.
 
-    A URI is downloaded into ``work_dir``; a path is checked to be a file. Errors name
-    ``model.init``.
+    A URI is downloaded into ``work_dir``; a path is checked to be a file (a directory or a
+    missing file is an error saying which). Errors name ``model.init``.
     """
     if is_model_uri(init):
         from ddhpose.registry.resolve import RegistryError, download_checkpoint
@@ -55,6 +55,8 @@ def resolve_init(init: str, root: Path, work_dir: Path) -> tuple[Path, dict[str,
     path = Path(init).expanduser()
     if not path.is_absolute():
         path = root / path
+    if path.is_dir():
+        raise ConfigError("model.init", f"{path}: a directory, not a checkpoint file")
     if not path.is_file():
         raise ConfigError("model.init", f"{path}: no such checkpoint file")
     return path, {"kind": "file", "path": str(path.resolve())}

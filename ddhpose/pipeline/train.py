@@ -3,10 +3,14 @@
 Runs as one process or under ``torchrun --nproc_per_node=N stages/train.py`` (DDP; only rank 0
 writes and logs). ``models/last.pt`` persists between runs (dvc.yaml ``persist: true``): a killed
 run resumes from it. When params.yaml changed the model or the optimisation trajectory since that
-run (or it cannot resume for another reason, see :mod:`ddhpose.training.resume`), the stale run's
-files are moved to ``models/stale/<UTC timestamp>/`` (never deleted: DVC never cached an
-interrupted run) and training starts over; only ``train.epochs`` (and bookkeeping keys) may change
-and continue the same run. ``models/`` must be writable: checked before any data is loaded.
+run, when the training data (``data/processed/train.npz``; with ``train.validate`` also the
+validation split ``test.npz``) holds other arrays than the run was trained on (another
+``data.subjects_train``, ``data.synthetic.seed``, ``data.path``, ...), or when it cannot resume for
+another reason (see :mod:`ddhpose.training.resume`; a ``last.pt`` from before the data
+fingerprint is stale too), the stale run's files are moved to ``models/stale/<UTC timestamp>/``
+(never deleted: DVC never cached an interrupted run), the message says why and where, and training
+starts over; only ``train.epochs`` (and bookkeeping keys) may change and continue the same run.
+``models/`` must be writable and ``last.pt`` readable: checked before any data is loaded.
 
 ``model.init`` (resolved by the init_model stage into ``models/init/``): with ``train.epochs: 0``
 the checkpoint is adopted as ``models/best.pt`` (and ``last.pt``) without training; with
@@ -20,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +36,7 @@ from ddhpose.model.config import ModelConfig
 from ddhpose.project import ProjectPaths, move_aside
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
-from ddhpose.training.resume import resume_blockers
+from ddhpose.training.resume import data_fingerprint, resume_blockers
 
 if TYPE_CHECKING:
     from ddhpose.config.schema import Params
@@ -47,19 +52,26 @@ STALE_DIR = "stale"
 RUN_FILES = ("last.pt", "best.pt", "epoch_*.pt", "train_log.csv")
 
 
-def stale_run_reasons(last: Path, model_cfg: ModelConfig, train_params: Any,
-                      init_sha256: str = "") -> list[str]:
-    """Why ``last.pt`` cannot resume the run params.yaml asks for (empty: it resumes).
+def read_last(last: Path) -> dict[str, Any]:
+    """The run's ``last.pt``, loaded before any data is. A corrupt file is not "stale": the
+    :class:`CheckpointError` names it and says to move it away; nothing is moved."""
+    try:
+        return load_checkpoint(last, map_location="cpu")
+    except CheckpointError as exc:
+        raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]}; move it away "
+                              "to start training over") from exc
 
-    A corrupt file is not "stale": :class:`CheckpointError` propagates and nothing is moved.
-    """
-    ckpt = load_checkpoint(last, map_location="cpu")
+
+def stale_run_reasons(ckpt: dict[str, Any], model_cfg: ModelConfig, train_params: Any,
+                      data: Mapping[str, str | None], init_sha256: str = "") -> list[str]:
+    """Why the loaded ``last.pt`` ``ckpt`` cannot resume the run params.yaml asks for on the data
+    whose :func:`~ddhpose.training.resume.data_fingerprint` is ``data`` (empty: it resumes)."""
     state = ckpt.get("train_state") or {}
     if state.get("adopted"):
         return ["it is an adopted model.init (train.epochs was 0), not a training run"]
     if str(state.get("init_sha256") or "") != init_sha256:
         return ["model.init: the run started from other weights"]
-    return resume_blockers(ckpt, model_cfg, train_params.as_dict())
+    return resume_blockers(ckpt, model_cfg, train_params.as_dict(), data)
 
 
 def set_stale_run_aside(models: Path, reasons: list[str]) -> Path:
@@ -137,18 +149,19 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         return
     init_sha = str(record.get("sha256", ""))
     last = paths.models / "last.pt"
-    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
-        probe_writable(paths.models)  # read-only / no permission: fail before an epoch runs
-        if last.is_file():
-            try:
-                reasons = stale_run_reasons(last, cfg, params.train, init_sha)
-            except CheckpointError as exc:
-                raise CheckpointError(last, f"{exc.args[0].split(': ', 1)[-1]}; move it away "
-                                      "to start training over") from exc
-            if reasons:
-                set_stale_run_aside(paths.models, reasons)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun: rank 0 decides and writes
+    ckpt = None
+    if main:
+        probe_writable(paths.models)  # read-only / no permission: fail before any data is read
+        ckpt = read_last(last) if last.is_file() else None
     train_split = load_split(paths.split("train"))
     val_split = load_split(paths.split("test")) if params.train.validate else None
+    if ckpt is not None:  # the data is part of the resume rule: other data, another run
+        reasons = stale_run_reasons(ckpt, cfg, params.train,
+                                    data_fingerprint(train_split, val_split), init_sha)
+        del ckpt
+        if reasons:
+            set_stale_run_aside(paths.models, reasons)
     tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
                        | {f"model.{k}": v for k, v in vars(params.model).items()})
 

@@ -15,6 +15,14 @@ the test sequences, as the official script averages; PCK / AUC are logged too bu
 one number where lower is better for every dataset). Its tag name is
 ``mpjpe_mm_<aggregation>`` so an oracle headline (``p_best_oracle``, ``j_best_oracle``) is never
 compared with a non-oracle one.
+
+Outages never stop the stage. When MLflow is offline, or registration fails (the server died,
+the store's disk is full, the SQLite lock timed out), the stage prints the tracker's ONE warning
+and ``evaluate: model not registered: ...``, appends a ``register`` record (checkpoint path and
+sha256, name, tags, headline, linked metrics) to ``reports/tracking_offline/evaluate.jsonl``
+and finishes; ``ddhpose tracking sync`` registers the model later by the same alias rule
+(:mod:`ddhpose.tracking.sync`). With a SQLite store, registration holds the store's
+writer lock (:func:`ddhpose.tracking.sqlite_store.store_lock`), as the tracker does.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 from ddhpose.data.processed import file_sha256, ground_truth_fingerprint
 from ddhpose.project import ProjectPaths
 from ddhpose.tracking.run_state import STAGE_RANKS, dvc_lock_tags, git_info
+from ddhpose.tracking.sqlite_store import store_lock
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -57,24 +66,50 @@ def register_model(
 ) -> dict[str, Any]:
     """Log ``checkpoint`` as a ddhpose pyfunc model in run ``run_id``, register it as ``name``
     with ``tags`` (+ ``headline_metric``/``headline_value``), set ``challenger`` and move
-    ``champion`` by :func:`alias_decision`. ``metrics`` are linked to the logged model.
+    ``champion`` by :func:`alias_decision`. ``metrics`` are linked to the logged model. Holds the
+    SQLite store's writer lock throughout (a no-op for a server).
 
-    Returns ``{name, version, model_uri, champion, reason}``.
+    Returns ``{name, version, model_uri, champion, reason}``; raises what MLflow raises.
     """
+    _import_served_model()
+    with store_lock(tracking_uri):
+        return _register(tracking_uri, run_id, checkpoint, name, tags, metric, value, metrics)
+
+
+# MLflow's suggestion (in raw ANSI colours) when a PythonModel's predict has no type hints; ours
+# gets an explicit signature when it is logged (and type hints would become a second schema).
+_TYPE_HINTS_WARNING = "Add type hints to the `predict` method"
+
+
+def _import_served_model() -> None:
+    """Import :mod:`ddhpose.registry.served_model` without MLflow's type-hint warning, which MLflow
+    raises when the model class is defined, under its own warning filter (so a filter set here
+    cannot reach it): record the import's warnings and show every other one."""
+    import sys
     import warnings
 
+    if "ddhpose.registry.served_model" in sys.modules:
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import ddhpose.registry.served_model  # noqa: F401
+    for w in caught:
+        if _TYPE_HINTS_WARNING not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _register(tracking_uri: str, run_id: str, checkpoint: Path, name: str, tags: dict[str, str],
+              metric: str, value: float, metrics: dict[str, float] | None) -> dict[str, Any]:
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    with warnings.catch_warnings():  # MLflow suggests type hints at class definition: the
-        warnings.simplefilter("ignore", UserWarning)  # model's signature is given explicitly
-        from ddhpose.registry.served_model import log_model
+    from ddhpose.registry.served_model import log_model
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id):  # on an error the run is ended FAILED if possible
         info = log_model(checkpoint)
         if metrics:
             mlflow.log_metrics(metrics, model_id=info.model_id)
@@ -137,12 +172,10 @@ def register_evaluated_model(params: Any, root: Path, tracker: Any, test: Any,
                              metrics: dict[str, Any]) -> dict[str, Any] | None:
     """Log ``models/best.pt`` as the run's MLflow model and register it (see the module doc).
 
-    Returns the registry's answer, or None when registration is off or MLflow is offline.
+    Returns the registry's answer, or None when registration is off or could not reach MLflow
+    (then a ``register`` record waits in the offline log for ``ddhpose tracking sync``).
     """
-    if not params.tracking.register_model:
-        return None
-    if tracker.run_id is None:
-        print("evaluate: model not registered: MLflow is offline (see the warning above)")
+    if not params.tracking.register_model or tracker.mode == "noop":
         return None
     paths = ProjectPaths(root)
     head = metrics["headline"]
@@ -152,12 +185,30 @@ def register_evaluated_model(params: Any, root: Path, tracker: Any, test: Any,
     if "pck" in head:
         linked |= {f"pck_{head['aggregation']}": float(head["pck"]),
                    f"auc_{head['aggregation']}": float(head["auc"])}
-    out = register_model(
-        tracking_uri=tracker.uri, run_id=tracker.run_id, checkpoint=paths.best,
-        name=model_name(params), tags=version_tags(params, root, test, metrics, paths.best),
-        metric=metric, value=value, metrics=linked,
-    )
-    role = "champion" if out["champion"] else "challenger"
-    print(f"evaluate: registered {out['name']} version {out['version']} as {role} "
-          f"({out['reason']}); serve it: mlflow models serve -m models:/{out['name']}@{role}")
-    return out
+    record = {"event": "register", "checkpoint": str(paths.best.resolve()),
+              "name": model_name(params),
+              "tags": version_tags(params, root, test, metrics, paths.best),
+              "metric": metric, "value": value, "metrics": linked}
+    why = "MLflow is offline (see the warning above)"
+    if tracker.run_id is None and not tracker.warned:
+        why = "tracking.enabled is false"
+    if tracker.run_id is not None:
+        try:
+            out = register_model(
+                tracking_uri=tracker.uri, run_id=tracker.run_id, checkpoint=paths.best,
+                name=record["name"], tags=record["tags"], metric=metric, value=value,
+                metrics=linked,
+            )
+        except Exception as exc:  # an outage, a full disk, a lock timeout: never stop the stage
+            tracker.go_offline(exc)
+            why = "MLflow failed during registration (see the warning above)"
+        else:
+            role = "champion" if out["champion"] else "challenger"
+            print(f"evaluate: registered {out['name']} version {out['version']} as {role} "
+                  f"({out['reason']}); serve it: mlflow models serve -m "
+                  f"models:/{out['name']}@{role}")
+            return out
+    tracker.write_offline(record)
+    print(f"evaluate: model not registered: {why}; `ddhpose tracking sync` registers it from "
+          f"{tracker.offline_path}")
+    return None

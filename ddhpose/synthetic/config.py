@@ -54,8 +54,11 @@ class SyntheticConfig:
         (Human3.6M; the synthetic 3DHP files have fixed subjects) and ``data.actions``
         (``'*'`` = all)."""
         actions = None if data.actions == "*" else tuple(data.actions)
-        subjects = (tuple(data.subjects_train) + tuple(data.subjects_test)
-                    if data.dataset == "h36m" else ())
+        subjects: tuple[str, ...] = ()
+        if data.dataset == "h36m":
+            for key in ("subjects_train", "subjects_test"):  # the error names the key
+                _check_subjects(f"data.{key}", tuple(getattr(data, key)))
+            subjects = tuple(data.subjects_train) + tuple(data.subjects_test)
         return cls(subjects=subjects, actions=actions, **dataclasses.asdict(data.synthetic))
 
     def __post_init__(self) -> None:
@@ -71,10 +74,7 @@ class SyntheticConfig:
                 raise ConfigError(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.outlier_rate <= 1:
             raise ConfigError(f"{key}.outlier_rate", f"must be in [0, 1], got {self.outlier_rate}")
-        unknown = [s for s in self.subjects if s not in H36M_SUBJECTS]
-        if unknown:
-            raise ConfigError("data.subjects_train", f"unknown subjects {unknown} "
-                                                     f"(known: {list(H36M_SUBJECTS)})")
+        _check_subjects("synthetic.subjects", self.subjects)
         bad = [s for s in self.mpi3dhp_test_sequences if s not in MPI3DHP_TEST_SEQUENCES]
         if bad:
             raise ConfigError("synthetic.mpi3dhp_test_sequences", f"unknown sequences {bad}")
@@ -89,6 +89,13 @@ class SyntheticConfig:
                 raise ConfigError("data.actions", f"'{name}' matches no action "
                                                   f"(known: {list(H36M_ACTIONS)})")
         return tuple(a for a in H36M_ACTIONS if any(a.startswith(n) for n in self.actions))
+
+
+def _check_subjects(key: str, subjects: tuple[str, ...]) -> None:
+    """ConfigError naming ``key`` when ``subjects`` holds a name that is no Human3.6M subject."""
+    unknown = [s for s in subjects if s not in H36M_SUBJECTS]
+    if unknown:
+        raise ConfigError(key, f"unknown subjects {unknown} (known: {list(H36M_SUBJECTS)})")
 
 
 def stream(seed: int, *parts: str | int) -> np.random.Generator:

@@ -10,13 +10,15 @@ and one fails (``table ... already exists``), and under heavy contention SQLite'
 end in ``database is locked``. :func:`store_lock` therefore holds an exclusive advisory lock on
 ``<db>.lock`` around every group of MLflow calls; a SQLite store is local to one machine, so a
 ``flock`` covers every writer. For many writers on many machines use the server mode
-(``ddhpose server``).
+(``ddhpose server``). The lock is re-entrant within a process (the stage's tracker, the model
+registration and ``ddhpose tracking sync`` nest it), and threads of one process take turns.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,10 @@ except ImportError:  # Windows: no flock; SQLite's own busy wait is all there is
     fcntl = None  # type: ignore[assignment]
 
 LOCK_WAIT_S = 120.0  # give up (and log offline) if another writer holds the lock this long
+
+
+_GUARD = threading.Lock()
+_HELD: dict[str, tuple[threading.RLock, list[int]]] = {}  # lock file -> (thread lock, [depth])
 
 
 class StoreLockTimeout(TimeoutError):
@@ -62,22 +68,48 @@ def store_problem(uri: str) -> str | None:
 def store_lock(uri: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold the exclusive lock of the SQLite store at ``uri`` (a no-op for other URIs).
 
-    Waits at most ``wait_s`` seconds, then raises :class:`StoreLockTimeout`.
+    Re-entrant in one thread; waits at most ``wait_s`` seconds, then raises
+    :class:`StoreLockTimeout`.
     """
     db = sqlite_path(uri)
     if db is None or fcntl is None:
         yield
         return
-    fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    name = os.path.abspath(f"{db}.lock")
+    with _GUARD:
+        rlock, depth = _HELD.setdefault(name, (threading.RLock(), [0]))
+    deadline = time.monotonic() + wait_s
+    if not rlock.acquire(timeout=wait_s):
+        raise StoreLockTimeout(f"{name} held by another thread for more than {wait_s:.0f} s")
     try:
-        deadline = time.monotonic() + wait_s
+        if depth[0] > 0:  # this thread holds the file lock already
+            depth[0] += 1
+            try:
+                yield
+            finally:
+                depth[0] -= 1
+            return
+        with _file_lock(name, deadline, wait_s):
+            depth[0] = 1
+            try:
+                yield
+            finally:
+                depth[0] = 0
+    finally:
+        rlock.release()
+
+
+@contextlib.contextmanager
+def _file_lock(name: str, deadline: float, wait_s: float) -> Iterator[None]:
+    fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise StoreLockTimeout(f"{db}.lock held by another process for more than "
+                    raise StoreLockTimeout(f"{name} held by another process for more than "
                                            f"{wait_s:.0f} s") from None
                 time.sleep(0.02)
         try:

@@ -26,9 +26,15 @@ Outages: the first MLflow call happens when the stage starts. If it fails (serve
 bad URI, broken store), the stage still runs: ONE warning line goes to stderr naming the URI and
 the cause, and everything (params, metrics with steps, tags, artifact paths) is appended as JSON
 lines to ``<project root>/reports/tracking_offline/<stage>.jsonl``. A failure later in the stage
-switches to the same offline log (with the same single warning). ``tracking.enabled: false``
-logs offline without a warning. ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and
-``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in ``os.environ`` unless the user set them.
+switches to the same offline log (with the same single warning), its ``offline`` record naming
+the run, its parent and the experiment so that ``ddhpose tracking sync`` continues that run; the
+evaluate stage's model registration falls back the same way
+(:mod:`ddhpose.registry.register`). A full disk is named as such in the warning.
+``tracking.enabled: false`` logs offline without a warning. In a stage process MLflow's own
+loggers (and alembic's, SQLAlchemy's) print WARNING and above only, and MLflow's traceback for
+each SQL error is silenced (:func:`quiet_mlflow_logs`): the warning line is the one line.
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (0) and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (5 s) are set in
+``os.environ`` unless the user set them.
 
 A SQLite store that cannot be written (see :mod:`ddhpose.tracking.sqlite_store`) counts as
 unavailable at once, before MLflow would retry for minutes; with a SQLite store every group of
@@ -50,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import sys
@@ -59,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.config.schema import Params
+from ddhpose.errors import os_error_line
 from ddhpose.io import write_json
 from ddhpose.tracking.run_state import (
     OFFLINE_DIR,
@@ -99,9 +107,20 @@ _NET_CAUSES = ("Connection refused", "Name or service not known", "timed out", "
                "Temporary failure in name resolution", "Connection reset", "Connection aborted")
 
 
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line; network failures shortened to the request and the cause."""
+    """``Type: message`` on one line; network failures shortened to the request and the cause,
+    a full disk (an OS error anywhere in the chain, or SQLite's) named as such."""
     text = " ".join(str(exc).split()) or "no message"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
+            return f"{type(cause).__name__}: {os_error_line(cause)}"
+        cause = cause.__cause__ or cause.__context__
+    if "database or disk is full" in text:
+        return f"{type(exc).__name__}: SQLite: database or disk is full (disk full)"
     for cause in _NET_CAUSES:
         if cause in text:
             head = text.split(" failed with exception")[0]
@@ -126,9 +145,10 @@ class Tracker:
 
     def __init__(self, stage: str, mode: str, offline_path: Path | None = None, uri: str = "",
                  client: Any = None, run_id: str | None = None,
-                 parent_run_id: str | None = None) -> None:
+                 parent_run_id: str | None = None, experiment: str | None = None) -> None:
         self.stage = stage
         self.mode = mode
+        self.experiment = experiment
         self.offline_path = offline_path
         self.uri = uri
         self._client = client
@@ -277,7 +297,7 @@ class Tracker:
         self.write_offline({
             "event": "offline", "reason": reason or (_one_line(exc) if exc else "unknown"),
             "tracking_uri": self.uri, "run_id": self._run_id if was == "mlflow" else None,
-            "parent_run_id": self._parent_run_id,
+            "parent_run_id": self._parent_run_id, "experiment": self.experiment,
         })
 
     def write_offline(self, record: Mapping[str, Any]) -> None:
@@ -344,10 +364,11 @@ def _start_offline(tracker: Tracker, params: Params, reason: str) -> None:
 
 
 def _start_mlflow(stage: str, params: Params, root: Path, uri: str, offline_path: Path) -> Tracker:
-    tracker = Tracker(stage, "mlflow", offline_path, uri=uri)
+    tracker = Tracker(stage, "mlflow", offline_path, uri=uri, experiment=experiment_name(params))
     rank = STAGE_RANKS[stage]
     state = read_state(root)
     try:
+        quiet_mlflow_logs()
         problem = store_problem(uri)
         if problem:
             raise StoreUnwritable(problem)
@@ -367,6 +388,23 @@ def _start_mlflow(stage: str, params: Params, root: Path, uri: str, offline_path
         tracker.go_offline(exc)
         _start_offline(tracker, params, f"MLflow unavailable: {_one_line(exc)}")
     return tracker
+
+
+def quiet_mlflow_logs() -> None:
+    """Only WARNING and above from MLflow's and its store's loggers in this process (MLflow logs
+    its schema migrations, artifact uploads and retries at INFO: 150 lines that bury a stage's
+    one-line error). MLflow's SQL store also logs every SQLite error (a full disk: one per call)
+    with its traceback at ERROR before raising it to the caller, which reports it in one line:
+    that logger is silenced."""
+    import logging
+
+    import mlflow  # noqa: F401  (it configures its loggers on import: set ours after)
+
+    for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 class StoreUnwritable(OSError):

@@ -3,7 +3,8 @@ DDP, validation, checkpoints every epoch and exact resume.
 
 Exactness contract. ``last.pt`` is written (atomically) after every epoch with the model, the
 optimizer, the epoch shuffler's RandomState, the Python/NumPy/torch RNG states of every rank, the
-lr, the best metric and the history. Every other random draw of an epoch (diffusion t and noise,
+lr, the best metric, the history and the sha256 of the data (a resume on other data is refused,
+:mod:`ddhpose.training.resume`). Every other random draw of an epoch (diffusion t and noise,
 drop-path masks, validation sampler noise) comes from generators seeded from ``(seed, epoch)``.
 A run killed at any moment and restarted therefore replays the interrupted epoch exactly and ends
 with bit-identical weights — on the CPU (deterministic kernels, same thread count and world
@@ -72,7 +73,7 @@ from ddhpose.training.draws import GlobalDropPath, diffusion_generator, draw_cli
 from ddhpose.training.memory import keep_freed_memory
 from ddhpose.training.optimizer import adamw_impl, make_adamw
 from ddhpose.training.progress import progress_bar, write_train_log
-from ddhpose.training.resume import resume_blockers
+from ddhpose.training.resume import DATA_KEY, data_fingerprint, resume_blockers
 from ddhpose.training.state import capture_rng_states, restore_rng_states, seed_everything
 from ddhpose.training.validate import validation_mpjpe
 
@@ -130,6 +131,9 @@ class _Trainer:
             self.model.load_state_dict(init_state_dict, strict=True)  # overrides them)
         self.model = self.model.to(info.device)
         self.init_tag = init_tag
+        # what the run trains (and validates) on, for the resume rule; rank 0 checks and saves
+        self.data_sha256 = (data_fingerprint(train_split, val_split if cfg.validate else None)
+                            if info.is_main else {})
         #: training and validation precision, e.g. "bfloat16-autocast" (train_log, MLflow)
         self.precision = precision_label(self.autocast, info.device, tf32_enabled())
         if info.is_main and self.precision != "float32":
@@ -177,7 +181,7 @@ class _Trainer:
             _note(f"resuming from {path} after epoch {self.epoch}")
 
     def _check_compatible(self, path: Path, ckpt: dict[str, Any]) -> None:
-        reasons = resume_blockers(ckpt, self.model_cfg, self.cfg.as_dict())
+        reasons = resume_blockers(ckpt, self.model_cfg, self.cfg.as_dict(), self.data_sha256)
         if reasons:
             raise CheckpointError(
                 path, f"cannot resume this run ({'; '.join(reasons)}); move it away to start "
@@ -287,7 +291,7 @@ class _Trainer:
             "rng": rng, "best_mpjpe_mm": self.best, "best_epoch": self.best_epoch,
             "history": self.history, "train_config": self.cfg.as_dict(),
             "world_size": self.info.world_size, "optimizer_impl": adamw_impl(self.optimizer),
-            "init_sha256": self.init_tag,
+            "init_sha256": self.init_tag, DATA_KEY: self.data_sha256,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "precision": self.precision,
         }
@@ -385,7 +389,9 @@ def train(
     (refused with CheckpointError when it is corrupt or its settings differ); a finished run
     returns its result without training. ``init_state_dict``: weights to fine-tune from
     (ignored when resuming); ``init_tag`` (e.g. their sha256) is stored in the training state so
-    a resume can tell which initialisation a run started from.
+    a resume can tell which initialisation a run started from. The fingerprint of the data
+    (:func:`ddhpose.training.resume.data_fingerprint`) is stored too: ``last.pt`` of a run on
+    other data (or of a run from before the fingerprint) is refused like other settings.
     """
     cfg = train_cfg.check()
     if cfg.validate and val_split is None:

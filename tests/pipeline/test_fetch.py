@@ -247,7 +247,7 @@ def test_synthetic_bad_settings_name_params_keys(tmp_path, synthetic_data):
     with pytest.raises(ConfigError, match=r"'data\.keypoints': synthetic data has no"):
         F.fetch_data(dataclasses.replace(synthetic_data, keypoints="cpn_ft_h36m_dbb"),
                      tmp_path / "raw")
-    with pytest.raises(ConfigError, match=r"'data\.subjects_train': unknown subjects"):
+    with pytest.raises(ConfigError, match=r"'data\.subjects_test': unknown subjects"):
         F.fetch_data(dataclasses.replace(synthetic_data, subjects_test=("S99",)),
                      tmp_path / "raw")
     with pytest.raises(ConfigError, match=r"'data\.actions'"):

@@ -95,7 +95,8 @@ def test_interrupted_sync_is_redone(monkeypatch, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     seg = next(read_segments(root / "reports/tracking_offline/train.jsonl"))
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment("ddhpose-h36m")
+    exp_id = client.create_experiment("ddhpose-h36m",  # artifacts in tmp_path, not the cwd
+                                      artifact_location=(tmp_path / "mlartifacts").as_uri())
     half = client.create_run(exp_id, tags={"ddhpose.offline_pending": seg.record_id})
     _sync(root, uri, capsys)
     runs = client.search_runs([exp_id])

@@ -109,6 +109,19 @@ def test_bad_config_is_rejected(kwargs) -> None:
         demo_synthetic(**kwargs)
 
 
+@pytest.mark.parametrize("key", ["subjects_train", "subjects_test"])
+def test_an_unknown_subject_names_the_key_that_lists_it(key) -> None:
+    import dataclasses
+
+    from demo_config import demo_params
+
+    data = dataclasses.replace(demo_params().data, **{key: ("S99",)})
+    with pytest.raises(ConfigError) as err:
+        SyntheticConfig.from_params(data)
+    assert err.value.key == f"data.{key}"
+    assert "unknown subjects ['S99']" in str(err.value)
+
+
 # --- a plausible human ----------------------------------------------------------------------------
 
 

@@ -1,0 +1,215 @@
+"""The served ddhpose model behind a real ``mlflow models serve`` (real HTTP on 127.0.0.1):
+every bad request, including the ones MLflow's scoring server refuses before our code runs
+(malformed JSON, an empty body), is a 4xx with one short line; unknown params are refused, not
+ignored; the frames, work and body of a request are bounded (:mod:`ddhpose.inference.limits`),
+and a refused request leaves the server answering."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from demo_config import demo_model
+
+from ddhpose.inference.limits import (
+    MAX_HYPOTHESES,
+    MAX_REQUEST_BYTES,
+    MAX_SERVED_FRAMES,
+    MAX_SERVED_WORK,
+)
+from ddhpose.model.checkpoint import save_checkpoint
+from ddhpose.model.ddhpose import DDHPose
+
+mlflow = pytest.importorskip("mlflow")
+
+BIN = Path(sys.executable).parent
+CODE = Path(__file__).resolve().parents[2]
+FRAMES = 9  # the tiny model's window
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A tiny ddhpose model logged to a SQLite store and served on a free 127.0.0.1 port."""
+    from ddhpose.registry.served_model import log_model
+
+    root = tmp_path_factory.mktemp("served")
+    torch.manual_seed(0)
+    model = DDHPose(demo_model(width=8, depth=1, heads=2, frames=FRAMES, timesteps=50)).eval()
+    ckpt = save_checkpoint(root / "tiny.pt", model)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("served", artifact_location=(root / "art").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        info = log_model(ckpt)
+    mlflow.set_tracking_uri(None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1",
+               PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=f"{CODE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    log_path = root / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", info.model_uri, "--env-manager",
+             "local", "-p", str(port), "-h", "127.0.0.1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow models serve did not come up:\n"
+                                + log_path.read_text()[-3000:])
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _post_raw(url: str, data: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    req = urllib.request.Request(f"{url}/invocations", data=data, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _post(url: str, body: dict) -> tuple[int, bytes]:
+    return _post_raw(url, json.dumps(body).encode())
+
+
+def _pose(t: int) -> list:
+    rng = np.random.default_rng(0)
+    xy = 500 + rng.uniform(-80, 80, size=(1, 17, 2)) + rng.normal(0, 2, size=(t, 17, 2))
+    return np.round(xy, 1).tolist()
+
+
+def _one_line(status: int, raw: bytes, *needles: str) -> str:
+    """The response's message: one line, short, no traceback, no echo of the input."""
+    assert 400 <= status < 500, (status, raw[:500])
+    body = json.loads(raw)
+    message = body["message"]
+    assert "\n" not in message and "Traceback" not in raw.decode(), message
+    assert len(message) < 300, message
+    assert "stack_trace" not in body, body.keys()
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def _still_answers(url: str) -> None:
+    status, raw = _post(url, {"inputs": _pose(4)})
+    assert status == 200, raw[:500]
+    assert np.asarray(json.loads(raw)["predictions"]).shape == (4, 17, 3)
+
+
+def test_wrong_typed_params_are_one_line(served):
+    status, raw = _post(served, {"inputs": _pose(4), "params": {"hypotheses": "two"}})
+    _one_line(status, raw, "params.hypotheses", "'two'")
+    status, raw = _post(served, {"inputs": _pose(4), "params": {"image_size": "big"}})
+    _one_line(status, raw, "params.image_size")
+    status, raw = _post(served, {"inputs": _pose(4), "params": [1, 2]})
+    _one_line(status, raw, "params")
+
+
+def test_an_unknown_param_is_refused_with_the_known_keys(served):
+    status, raw = _post(served, {"inputs": _pose(4), "params": {"hypothesis": 2}})
+    message = _one_line(status, raw, "'hypothesis'")
+    for key in ("layout", "image_size", "hypotheses", "steps", "seed"):
+        assert key in message, message
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    (b"", "empty request body"),
+    (b'{"inputs": [[[1, 2]', "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[1, 2, 3]", "JSON object"),
+    (b'{"params": {}}', "inputs"),
+])
+def test_malformed_bodies_are_one_line(served, data, needle):
+    status, raw = _post_raw(served, data)
+    assert status == 400
+    _one_line(status, raw, needle)
+
+
+def test_too_many_frames_are_refused_and_point_to_ddhpose_infer(served):
+    frames = MAX_SERVED_FRAMES + 1
+    flat = np.full((frames, 17, 2), 500.0).tolist()
+    status, raw = _post(served, {"inputs": flat})
+    assert status == 413
+    _one_line(status, raw, f"{frames} frames", str(MAX_SERVED_FRAMES), "ddhpose infer")
+    _still_answers(served)
+
+
+def test_too_much_work_is_refused(served):
+    # H x K x T over the bound with few frames: a small body asking for a long computation
+    frames = MAX_SERVED_WORK // (MAX_HYPOTHESES * 10) + 1
+    params = {"hypotheses": MAX_HYPOTHESES, "steps": 10}
+    status, raw = _post(served, {"inputs": _pose(frames), "params": params})
+    assert status == 413
+    _one_line(status, raw, str(MAX_SERVED_WORK), "ddhpose infer")
+    _still_answers(served)
+
+
+def test_a_body_over_the_byte_bound_is_refused_unread(served):
+    # only the headers are sent: the answer comes from the Content-Length, the body never read
+    host, port = served.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.putrequest("POST", "/invocations")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(MAX_REQUEST_BYTES + 1))
+        conn.endheaders()
+        resp = conn.getresponse()
+        status, raw = resp.status, resp.read()
+    finally:
+        conn.close()
+    assert status == 413
+    _one_line(status, raw, str(MAX_REQUEST_BYTES), "ddhpose infer")
+    _still_answers(served)
+
+
+def test_a_body_that_is_not_json_is_refused(served):
+    status, raw = _post_raw(served, b"1,2\n3,4\n", content_type="text/csv")
+    assert status == 415
+    _one_line(status, raw, "application/json", "text/csv")
+
+
+def test_inputs_mlflow_would_reprint_are_one_line(served):
+    status, raw = _post(served, {"inputs": [[1.0, 2.0]] * 50})  # 2-D: not frames of joints
+    _one_line(status, raw, "inputs must be T x 17 x 2|3")
+    status, raw = _post(served, {"inputs": [[[1.0, 2.0]] * 17, [[1.0]] * 17] * 40})  # ragged
+    assert status == 400
+    message = _one_line(status, raw)
+    assert "[[" not in message, message
+
+
+def test_a_good_request_still_gets_its_poses(served):
+    status, raw = _post(served, {"inputs": _pose(12), "params": {
+        "layout": "h36m17", "image_size": [1000, 1000], "hypotheses": 2, "steps": 2, "seed": 1}})
+    assert status == 200, raw[:500]
+    pred = np.asarray(json.loads(raw)["predictions"])
+    assert pred.shape == (12, 17, 3) and np.isfinite(pred).all()
