@@ -11,6 +11,7 @@ from ddhpose.errors import DDHPoseError, os_error_line
 
 # subcommand -> (module under ddhpose.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "params": ("params", "params.yaml: apply a configs/*.yaml override, check, render"),
     "convert-checkpoint": ("convert_checkpoint", "convert an authors' checkpoint (.bin) to ours"),
     "evaluate-3dhp": ("evaluate_3dhp", "MPI-INF-3DHP PCK, AUC, MPJPE like the official scripts"),
     "infer": ("infer", "lift your own 2D keypoints (npz/json/csv) to 3D with a checkpoint"),

@@ -10,9 +10,9 @@ for a float; ints are accepted for float fields) or an impossible value raises
 must be >= 1, got 0``. Lists are stored as tuples.
 
 Named configurations (``configs/*.yaml``) hold only overridden keys;
-``python -m ddhpose.config.schema apply configs/paper_h36m_cpn.yaml`` deep-merges one into
-``params.yaml``, validates the result and rewrites the file atomically, comments included
-(the file is rendered from the field docs below).
+``ddhpose params apply configs/paper_h36m_cpn.yaml`` (:mod:`ddhpose.config.apply`) deep-merges
+one into ``params.yaml``, validates the result and rewrites the file atomically, comments
+included (the file is rendered from the field docs below by :func:`render_yaml`).
 
 One set of defaults: the demo's values live in ``params.yaml`` only (the schema below has types
 and docs, no values); the paper's values in ``configs/``. The library's configs use the same key
@@ -23,9 +23,7 @@ from their sections by one-line ``from_params`` adapters, which also hold the va
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +32,15 @@ from typing import Any
 from ddhpose.config.build import build_section, reject_unknown, type_name
 from ddhpose.config.rules import DATASETS, HEADLINES, SOURCES, validate
 from ddhpose.config.yamlfile import ParamsFileError, deep_merge, dump_scalar, plain, read_yaml
-from ddhpose.errors import ConfigError, DDHPoseError
-from ddhpose.io import atomic_open
+from ddhpose.errors import ConfigError
 from ddhpose.model.config import XC_LAYOUTS
-from ddhpose.project import utc_stamp
 from ddhpose.training.config import TrainConfig as TrainParams
 from ddhpose.training.config import doc
 
 __all__ = [
     "DATASETS", "HEADLINES", "SOURCES", "XC_LAYOUTS", "DataParams", "EvalParams", "ModelParams",
     "Params", "ParamsFileError", "SampleParams", "SyntheticParams", "TrackingParams",
-    "TrainParams", "apply_overrides", "deep_merge", "load_params", "read_yaml", "render_yaml",
-    "write_params",
+    "TrainParams", "deep_merge", "load_params", "read_yaml", "render_yaml",
 ]
 
 
@@ -204,7 +199,7 @@ def render_yaml(params: Params) -> str:
     """params.yaml text for ``params``, one commented line per key."""
     lines = [
         "# ddhpose pipeline parameters. Validated by ddhpose.config.schema (typed, strict).",
-        "# Apply a named config: python -m ddhpose.config.schema apply configs/<name>.yaml",
+        "# Apply a named config: ddhpose params apply configs/<name>.yaml",
         "# Override one key: dvc exp run --set-param train.epochs=2",
     ]
 
@@ -227,70 +222,3 @@ def render_yaml(params: Params) -> str:
         lines.append(f"{name}:  # {SECTION_DOCS[name]}")
         emit(getattr(params, name), 1)
     return "\n".join(lines) + "\n"
-
-
-def write_params(params: Params, path: str | Path) -> None:
-    """Write ``params`` as commented YAML, atomically."""
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        fh.write(render_yaml(params))
-
-
-def apply_overrides(
-    base_path: str | Path, override_path: str | Path, out_path: str | Path
-) -> Params:
-    """Deep-merge the override file into the base file, validate, write ``out_path`` atomically."""
-    base = read_yaml(base_path)
-    override = read_yaml(override_path)
-    if not isinstance(base, Mapping):
-        raise ParamsFileError(base_path, f"expected a mapping of sections, got {type_name(base)}")
-    if override is None:
-        override = {}
-    if not isinstance(override, Mapping):
-        raise ParamsFileError(override_path, f"expected a mapping, got {type_name(override)}")
-    try:
-        params = Params.from_dict(deep_merge(base, override))
-    except ConfigError as exc:
-        where = f"merging {override_path} into {base_path}"
-        raise ConfigError(exc.key, f"{exc.problem} ({where})") from exc
-    write_params(params, out_path)
-    return params
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddhpose.config.schema",
-                                     description="Validate or update params.yaml.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("apply", help="merge a configs/*.yaml override into params.yaml")
-    a.add_argument("override", help="override file, e.g. configs/paper_h36m_cpn.yaml")
-    a.add_argument("--base", default="params.yaml", help="base params file (default params.yaml)")
-    a.add_argument("--out", default=None, help="output file (default: the base file)")
-    c = sub.add_parser("check", help="validate a params file")
-    c.add_argument("path", nargs="?", default="params.yaml")
-    r = sub.add_parser("render", help="print a params file as this schema renders it")
-    r.add_argument("path", nargs="?", default="params.yaml")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "apply":
-            out = Path(args.out or args.base)
-            before = out.read_bytes() if out.is_file() else None
-            apply_overrides(args.base, args.override, out)
-            kept = ""
-            if before is not None:  # the file it read is replaced: keep the previous version
-                previous = out.parent / ".ddhpose" / "params-previous" / f"{utc_stamp()}-{out.name}"
-                previous.parent.mkdir(parents=True, exist_ok=True)
-                previous.write_bytes(before)
-                kept = f"; previous version kept in {previous}"
-            print(f"{out}: applied {args.override} (validated){kept}")
-        elif args.cmd == "check":
-            load_params(args.path)
-            print(f"{args.path}: ok")
-        else:
-            sys.stdout.write(render_yaml(load_params(args.path)))
-    except DDHPoseError as exc:
-        print(f"params: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

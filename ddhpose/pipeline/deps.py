@@ -229,10 +229,11 @@ def _in_block(lines: list[str], i: int) -> bool:
 _ITEM = re.compile(r"^(\s+)- (\S+?)(:)?(\s+#.*)?$")
 
 
-def rewrite(text: str, root: Path = REPO, init: str | None = None) -> str:
+def rewrite(text: str, root: Path = REPO, init: str | None = None, *, code: bool = True) -> str:
     """dvc.yaml ``text`` with each stage's code deps replaced by :func:`code_deps` (in front of
     its other deps, which keep their lines and comments), and the init_model stage shaped for
-    ``model.init`` (params.yaml's by default; :func:`init_shape`)."""
+    ``model.init`` (params.yaml's by default; :func:`init_shape`). ``code=False`` keeps the code
+    deps as written and shapes the init_model stage only."""
     init_file, init_always = init_shape(_model_init(root) if init is None else init)
     stages = yaml.safe_load(text)["stages"]
     lines = text.splitlines(keepends=True)
@@ -263,13 +264,13 @@ def rewrite(text: str, root: Path = REPO, init: str | None = None) -> str:
                     indent = item.group(1)
                 if stage == INIT_STAGE and INIT_MARK in lines[i]:
                     pass  # the init file's dep: written again below
-                elif not (item and _is_code(item.group(2)) and not item.group(3)):
+                elif not code or not (item and _is_code(item.group(2)) and not item.group(3)):
                     kept.append(lines[i])
                     if item and item.group(2).startswith(f"{PACKAGE}/"):
                         folders.append(item.group(2))
                 i += 1
             script = stage_script(stages[stage].get("cmd", ""))
-            if script is not None:
+            if code and script is not None:
                 out.extend(f"{indent}- {dep}\n" for dep in code_deps(script, root)
                            if not _under(dep, folders))
             if stage == INIT_STAGE and init_file is not None:
@@ -279,6 +280,26 @@ def rewrite(text: str, root: Path = REPO, init: str | None = None) -> str:
         out.append(line)
         i += 1
     return "".join(out)
+
+
+def shape_init_stage(root: Path) -> Path | None:
+    """Shape dvc.yaml's init_model stage at ``root`` for its params.yaml's ``model.init`` (code
+    deps untouched); the kept copy of the replaced dvc.yaml, or None when it already fits."""
+    if init_stage_problem(root) is None:
+        return None
+    path = root / "dvc.yaml"
+    text = path.read_text(encoding="utf-8")
+    previous = _keep_previous(root, text)
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(rewrite(text, root, code=False))
+    return previous
+
+
+def _keep_previous(root: Path, text: str) -> Path:
+    previous = root / ".ddhpose" / "previous" / f"{utc_stamp()}-dvc.yaml"
+    previous.parent.mkdir(parents=True, exist_ok=True)
+    previous.write_text(text, encoding="utf-8")
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = root / "dvc.yaml"
     text = path.read_text(encoding="utf-8")
-    previous = root / ".ddhpose" / "previous" / f"{utc_stamp()}-dvc.yaml"
-    previous.parent.mkdir(parents=True, exist_ok=True)
-    previous.write_text(text, encoding="utf-8")
+    previous = _keep_previous(root, text)
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(rewrite(text, root))
     print(f"{path}: deps of {', '.join(diff)} rewritten; previous version kept in {previous}")

@@ -10,11 +10,16 @@ The stage copies the checkpoint's bytes unchanged to ``models/init/init.pt`` and
 model version and run id, and the sha256 of the copied bytes). The output holds no timestamps,
 so it is byte-identical as long as the resolved checkpoint is.
 
-Why a stage of its own, marked ``always_changed`` in dvc.yaml: DVC cannot depend on a path (or a
-registry alias) named by a parameter, and a changed init file must rerun ``train``. This stage
-runs on every ``dvc repro`` (it only hashes and copies, or resolves a URI), and ``train`` depends
-on its output: ``train`` reruns exactly when the resolved checkpoint's bytes change (a new file
-content, an alias that moved to another version), and not otherwise.
+Why a stage of its own: DVC cannot depend on a path (or a registry alias) named by a parameter,
+and a changed init file must rerun ``train``. The stage's shape in dvc.yaml follows
+``model.init`` (:mod:`ddhpose.pipeline.deps`): empty -> nothing to watch, so a finished project's
+``dvc status`` is clean; a file -> the file is a dep of this stage; a registry URI -> the stage is
+``always_changed`` (it only resolves the URI and copies). ``train`` depends on this stage's
+output, so it reruns exactly when the resolved checkpoint's bytes change (a new file content, an
+alias that moved to another version), and not otherwise. ``ddhpose params apply`` shapes the
+stage; when ``model.init`` was set another way (``dvc exp run -S model.init=...``, an edit) and
+the stage does not fit it, this stage still resolves it correctly now and prints one warning
+saying that a later change of that file or alias would go unseen until the stage is shaped.
 
 The stage does not open an MLflow run (it runs every time and must not start a new pipeline run);
 ``train`` records ``source.json`` as tags of its run.
@@ -23,6 +28,7 @@ The stage does not open an MLflow run (it runs every time and must not start a n
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -108,9 +114,22 @@ def run(params: Any, root: Path, tracker: Any = None) -> None:
             shutil.copyfile(src, dst)
     record = {"init": init, **record, "sha256": file_sha256(paths.init_checkpoint)}
     write_json(paths.init_source, record)
+    _warn_if_unwatched(root, init)
     where = record.get("path") or f"{record.get('name')} version {record.get('version')}"
     print(f"init_model: {init} -> {where} (sha256 {record['sha256'][:12]}) -> "
           f"{paths.init_checkpoint}")
+
+
+def _warn_if_unwatched(root: Path, init: str) -> None:
+    from ddhpose.pipeline.deps import init_stage_problem
+
+    if not (root / "dvc.yaml").is_file():
+        return
+    problem = init_stage_problem(root, init)
+    if problem:
+        print(f"init_model: warning: {root / 'dvc.yaml'}, stage init_model: {problem}; until "
+              "`ddhpose params apply` or `python -m ddhpose.pipeline.deps --write` shapes it, a "
+              f"later change of {init} does not rerun train", file=sys.stderr)
 
 
 def _check_loadable(path: Path, dataset: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from demo_config import demo_params
 
+from ddhpose.config import apply as A
 from ddhpose.config import schema as P
 from ddhpose.errors import ConfigError
 
@@ -95,7 +96,7 @@ def test_render_round_trips(tmp_path):
     p = P.Params.from_dict(_set(_set(demo_params().to_dict(), "data.actions", ["Walk", "Sit"]),
                                 "data.sha256", {"data_3d_h36m.npz": GOOD_SHA}))
     path = tmp_path / "params.yaml"
-    P.write_params(p, path)
+    A.write_params(p, path)
     assert P.load_params(path) == p
     text = path.read_text()
     assert "# AdamW initial learning rate" in text  # comments survive
@@ -289,7 +290,7 @@ def test_paper_configs_apply(tmp_path, config, checks):
     base_path = tmp_path / "params.yaml"
     base_path.write_text((REPO / "params.yaml").read_text())
     out = tmp_path / "out.yaml"
-    p = P.apply_overrides(base_path, REPO / "configs" / config, out)
+    p = A.apply_overrides(base_path, REPO / "configs" / config, out)
     flat = P.load_params(out).to_flat_dict()
     assert P.load_params(out) == p
     for key, value in checks.items():
@@ -306,7 +307,7 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("train:\n  epochs: 2\ndata:\n  synthetic:\n    frames: 50\n")
     original = base_path.read_text()
-    assert P.main(["apply", str(good), "--base", str(base_path)]) == 0
+    assert A.main(["apply", str(good), "--base", str(base_path)]) == 0
     kept = list((tmp_path / ".ddhpose" / "params-previous").iterdir())
     assert len(kept) == 1 and kept[0].read_text() == original  # the replaced file is kept
     assert str(kept[0]) in capsys.readouterr().out
@@ -316,13 +317,13 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     before = base_path.read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("sample:\n  hypotheses: 0\n")
-    assert P.main(["apply", str(bad), "--base", str(base_path)]) == 2
+    assert A.main(["apply", str(bad), "--base", str(base_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'sample.hypotheses': must be >= 1, got 0" in err
     assert base_path.read_text() == before  # untouched on failure
     assert not [f for f in tmp_path.iterdir()
                 if f.name.startswith(".") and f.name != ".ddhpose"]  # no temp left
-    assert P.main(["check", str(base_path)]) == 0
+    assert A.main(["check", str(base_path)]) == 0
 
 
 @pytest.mark.parametrize(("key", "value"), [

@@ -71,11 +71,11 @@ def test_params_apply_with_a_latin1_override_says_one_line_and_changes_nothing(t
     before = base.read_bytes()
     override = tmp_path / "mine.yaml"
     override.write_bytes(b"train:\n  epochs: 3\n# caf\xe9\n")
-    proc = subprocess.run([sys.executable, "-m", "ddhpose.config.schema", "apply", str(override),
+    proc = subprocess.run([sys.executable, "-m", "ddhpose.cli", "params", "apply", str(override),
                            "--base", str(base)], cwd=tmp_path, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=120)
     line = _one_line(proc)
-    assert line.startswith(f"params: error: {override}: "), line
+    assert line.startswith(f"ddhpose params: error: {override}: "), line
     assert "not UTF-8" in line and "line 3" in line, line
     assert base.read_bytes() == before
     assert not (tmp_path / ".ddhpose").exists()
@@ -83,7 +83,7 @@ def test_params_apply_with_a_latin1_override_says_one_line_and_changes_nothing(t
 
 def test_params_check_with_a_latin1_file_says_one_line(tmp_path):
     path, _ = _latin1_params(tmp_path / "p.yaml")
-    proc = subprocess.run([sys.executable, "-m", "ddhpose.config.schema", "check", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "ddhpose.cli", "params", "check", str(path)],
                           cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
-    assert _one_line(proc).startswith(f"params: error: {path}: "), proc.stderr
+    assert _one_line(proc).startswith(f"ddhpose params: error: {path}: "), proc.stderr

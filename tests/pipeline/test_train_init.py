@@ -118,3 +118,22 @@ def test_init_model_checks_only_its_own_keys(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=r"params key 'model\.init'"):
         init_model.stage_params(tmp_path / "params.yaml")
+
+
+def test_an_init_file_that_dvc_yaml_does_not_watch_is_resolved_with_one_warning(root, capsys):
+    """``dvc exp run -S model.init=FILE`` on the shipped dvc.yaml: resolved now, and one line
+    says that a later change of FILE would not rerun train until the stage is shaped."""
+    import shutil
+
+    from ddhpose.pipeline.deps import rewrite
+
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    init_model.run(_params(0, "init.pt"), root)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("init_model: warning: ")
+    assert "must list it in deps" in err[0] and "ddhpose params apply" in err[0]
+    assert (root / "models/init/init.pt").read_bytes() == (root / "init.pt").read_bytes()
+    # shaped for the file: no warning
+    (root / "dvc.yaml").write_text(rewrite((REPO / "dvc.yaml").read_text(), init="init.pt"))
+    init_model.run(_params(0, "init.pt"), root)
+    assert capsys.readouterr().err == ""
