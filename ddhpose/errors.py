@@ -7,6 +7,7 @@ single line, so a pipeline log shows the cause without a traceback dig.
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 
@@ -56,6 +57,26 @@ _CAUSES = {
     errno.ENOENT: "no such file or directory",
     errno.EEXIST: "already exists",
 }
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def message_lines(exc: BaseException) -> list[str]:
+    """The non-empty lines of an exception's message (a library's ``.message`` attribute when it
+    has one, as MLflow's errors do), terminal colour codes removed, each stripped."""
+    text = _ANSI.sub("", str(getattr(exc, "message", None) or exc))
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def one_line(exc: BaseException, *, first: bool = False) -> str:
+    """An exception's message on one line: all its lines folded (``first``: the first line
+    only), or the type's name when it has no message. The one helper behind every error line
+    that quotes a library's exception."""
+    lines = message_lines(exc)
+    if not lines:
+        return type(exc).__name__
+    return lines[0] if first else " ".join(" ".join(lines).split())
 
 
 def os_error_line(exc: OSError) -> str:

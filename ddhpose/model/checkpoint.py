@@ -24,7 +24,6 @@ import errno
 import hashlib
 import os
 import pickle
-import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddhpose.errors import CheckpointError, ConfigError
+from ddhpose.errors import CheckpointError, ConfigError, message_lines
 from ddhpose.io import atomic_path
 from ddhpose.model.config import ModelConfig
 from ddhpose.model.ddhpose import DDHPose
@@ -70,14 +69,12 @@ def reference_safe_globals() -> list[Any]:
     return allowed
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _first_line(exc: BaseException) -> str:
     """The informative line of an exception message, without terminal colour codes: for a
     refused pickle the cause (``Unsupported global: GLOBAL eval ...``), not torch's advice."""
-    text = _ANSI.sub("", str(exc))
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = message_lines(exc)
     causes = [ln.split("WeightsUnpickler error:", 1)[1].strip() for ln in lines
               if "WeightsUnpickler error:" in ln]
     marked = [ln for ln in lines if ln.startswith(("Can only build", "Unsupported", "Trying to"))]

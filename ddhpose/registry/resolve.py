@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ddhpose.errors import DDHPoseError
+from ddhpose.errors import DDHPoseError, one_line
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 CHECKPOINT_FILE = "checkpoint.pt"  # the file name of the artifact inside a logged model
@@ -41,11 +41,6 @@ def default_tracking_uri(root: Path | None = None) -> str:
     from ddhpose.tracking.run_state import tracking_uri
 
     return tracking_uri(Path.cwd() if root is None else root)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # what a failed HTTP request says -> the cause in words
@@ -74,7 +69,7 @@ def _failure(uri: str, tracking_uri: str, exc: BaseException, doing: str = "") -
     if cause:
         return RegistryError(f"{uri}: cannot reach the MLflow tracking server {tracking_uri}: "
                              f"{cause} (start the server, or point MLFLOW_TRACKING_URI at one)")
-    return RegistryError(f"{uri}: {doing}{_first_line(exc)} (tracking URI {tracking_uri})")
+    return RegistryError(f"{uri}: {doing}{one_line(exc, first=True)} (tracking URI {tracking_uri})")
 
 
 @contextlib.contextmanager

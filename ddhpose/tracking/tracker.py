@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from ddhpose.config.schema import Params
-from ddhpose.errors import os_error_line
+from ddhpose.errors import message_lines, one_line, os_error_line
 from ddhpose.io import write_json
 from ddhpose.tracking.run_state import (
     OFFLINE_DIR,
@@ -113,7 +113,7 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` on one line; network failures shortened to the request and the cause,
     a full disk (an OS error anywhere in the chain, or SQLite's) named as such."""
-    text = " ".join(str(exc).split()) or "no message"
+    text = one_line(exc) if message_lines(exc) else "no message"
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
