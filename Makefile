@@ -1,11 +1,12 @@
 # Two commands on a fresh machine:  `make run` (the whole DVC pipeline on the embedded synthetic
-# data) and `make test` (lint + test suite). Both create .venv and install everything first.
+# data) and `make test` (lint + every test, as CI runs it). Both create .venv and install
+# everything first. `make test-fast` is the inner loop: it skips the slow and integration tiers.
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: run test test-all lint install server clean-outputs
+.PHONY: run test test-fast test-all lint install server clean-outputs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ""
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+test-all: test
 
 clean-outputs:
 	rm -rf data/raw data/processed models/*.pt reports/predictions

@@ -1,5 +1,6 @@
 """Shared test fixtures: the location of ../shared (skipped with a reason when absent) and real
-small tmpfs mounts (a full disk, a read-only file system; skipped where mounting is refused)."""
+small tmpfs mounts (a full disk, a read-only file system; skipped where mounting is refused);
+every test under tests/integration/ gets the ``integration`` marker."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ SHARED = shared_dir()
 torch.set_num_threads(min(2, torch.get_num_threads()))
 # test helpers beside this file (demo_config.py) import as top-level modules
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+_INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _INTEGRATION in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 def _need(path: Path) -> Path:
