@@ -33,7 +33,7 @@ def _kp(path, t=9):
 
 def test_the_served_model_and_infer_share_one_bound():
     from ddhpose.commands import infer as infer_command
-    from ddhpose.pipeline import served_model
+    from ddhpose.registry import served_model
 
     assert infer_command.MAX_HYPOTHESES is MAX_HYPOTHESES
     assert served_model.MAX_HYPOTHESES is MAX_HYPOTHESES

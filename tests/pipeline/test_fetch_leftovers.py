@@ -53,7 +53,8 @@ def test_staging_left_by_sigkill_is_removed_next_run(tmp_path, stalling_server):
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     code = (
         "import dataclasses, sys; from pathlib import Path\n"
-        "from ddhpose.pipeline import fetch as F; from ddhpose.config.schema import load_params\n"
+        "from ddhpose.pipeline import fetch_data as F\n"
+        "from ddhpose.config.schema import load_params\n"
         f"data = load_params(Path({str(REPO / 'params.yaml')!r})).data\n"
         f"cfg = dataclasses.replace(data, source='url', url={stalling_server!r}, "
         f"keypoints='cpn_ft_h36m_dbb', sha256={{{F.H36M_3D!r}: {sha!r}, {CPN!r}: {sha!r}}})\n"

@@ -304,7 +304,7 @@ def _stage_that_loses_its_store(monkeypatch, root: Path, disk: Path, fail: bool)
     """A stage opened online on a SQLite store whose disk fills up mid-stage."""
     from demo_config import demo_params
 
-    from ddhpose.pipeline import tracking as T
+    from ddhpose.tracking import tracker as T
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{disk / 'mlflow.db'}")
     monkeypatch.delenv("RANK", raising=False)
@@ -423,9 +423,9 @@ def test_offline_evaluate_records_its_model_and_sync_registers_it(monkeypatch, t
 
     from ddhpose.model import DDHPose
     from ddhpose.model.checkpoint import save_checkpoint
-    from ddhpose.pipeline import tracking as T
     from ddhpose.registry.register import register_evaluated_model
     from ddhpose.synthetic.smoke import synthetic_split
+    from ddhpose.tracking import tracker as T
     from ddhpose.training.smoke import tiny_model_config
 
     root = tmp_path / "project"
