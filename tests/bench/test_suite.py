@@ -87,7 +87,7 @@ def test_reports_written(result, tmp_path):
     assert metrics["peak_gflops.float32"] > 0
 
 
-def test_plans_cover_the_brief():
+def test_the_full_plan_covers_the_paper_sampling_settings():
     full = full_plan()
     hk = {(c.model, c.hypotheses, c.steps) for c in full.sampling}
     for model in ("demo_f27", "paper_f27", "paper_f243"):

@@ -56,7 +56,9 @@ def test_repo_params_yaml_loads_and_is_complete():
         assert set(raw[name]) == {f.name for f in P.dataclasses.fields(typ)}
 
 
-def test_defaults_match_the_brief():
+def test_the_demo_defaults_are_the_documented_ones():
+    """params.yaml holds the demo of the README (width 64, depth 3, F 27, H 5, K 2, S1 S5-S8 vs
+    S9 S11): a change of a default must be a change of the README too."""
     p = demo_params()
     assert (p.model.width, p.model.depth, p.model.heads, p.model.frames) == (64, 3, 8, 27)
     assert (p.sample.hypotheses, p.sample.steps, p.eval.headline) == (5, 2, "j_agg")
