@@ -2,7 +2,7 @@
 
 ``ddhpose infer`` (:mod:`ddhpose.commands.infer`), the library's
 :func:`ddhpose.inference.infer.infer` and the served MLflow model
-(:mod:`ddhpose.registry.served_model`) share :data:`MAX_HYPOTHESES`.
+(its request checks, :mod:`ddhpose.registry.request`) share :data:`MAX_HYPOTHESES`.
 The served model also bounds each request, because one request holds the server's only worker
 and its memory: at most :data:`MAX_SERVED_FRAMES` frames, :data:`MAX_SERVED_WORK` frame samples
 (H x K x max(T, F), F the model's window) and :data:`MAX_REQUEST_BYTES` of request body. Longer

@@ -33,10 +33,10 @@ def _kp(path, t=9):
 
 def test_the_served_model_and_infer_share_one_bound():
     from ddhpose.commands import infer as infer_command
-    from ddhpose.registry import served_model
+    from ddhpose.registry import request
 
     assert infer_command.MAX_HYPOTHESES is MAX_HYPOTHESES
-    assert served_model.MAX_HYPOTHESES is MAX_HYPOTHESES
+    assert request.MAX_HYPOTHESES is MAX_HYPOTHESES
 
 
 def test_infer_refuses_one_hypothesis_more_than_the_bound(tmp_path, ckpt, capsys):
