@@ -128,8 +128,8 @@ def test_unknown_layout(tmp_path):
     np.savez(tmp_path / "k.npz", keypoints=_pose(), image_size=np.array(SIZE), layout="mpii16")
     with pytest.raises(UnknownLayoutError, match=r"k\.npz.*mpii16"):
         load_keypoints(tmp_path / "k.npz")
-    with pytest.raises(UnknownLayoutError, match="openpose25"):
-        load_keypoints(tmp_path / "k.npz", "openpose25")
+    with pytest.raises(UnknownLayoutError, match="openpose18"):
+        load_keypoints(tmp_path / "k.npz", "openpose18")
 
 
 def test_no_layout_and_conflicting_layout(tmp_path):
