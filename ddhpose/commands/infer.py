@@ -10,7 +10,18 @@ new or, on any failure, both old); never over an input file, over an existing fi
 - ``root_translation`` (T, 3) metres and ``intrinsic_px`` (9,) with ``--aggregate j_agg``;
 - settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``precision`` (e.g.
   ``float32``, ``bfloat16-weights`` on a CPU, ``bfloat16-autocast`` or ``float32-tf32`` on a GPU),
-  ``checkpoint``, ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints).
+  ``checkpoint``, ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints);
+  ``track`` with ``--track ID``.
+
+A file with track ids (several people: AlphaPose ``idx``, a ``track`` column, a ``tracks`` list;
+see :mod:`ddhpose.keypoints`) without ``--track`` gives one 3D sequence per track, keyed by id:
+``tracks`` (N,) the ids (strings, in the file's order) and, per id, ``track_<id>_poses_3d``
+(T_i, 17, 3) metres, ``track_<id>_frames`` (T_i,) the frame index of each row in the file's
+numbering (first to last frame of the track, gaps filled), ``track_<id>_keypoints_2d``
+(T_i, 17, 2) pixels, ``track_<id>_spread`` (T_i, 17) metres, ``track_<id>_filled``, and with the
+options above ``track_<id>_hypotheses`` and ``track_<id>_root_translation``; the settings and
+``layout``, ``image_size``, ``intrinsic_px`` are shared, and there is no top-level ``poses_3d``.
+``--track ID`` gives today's single-person output for that track.
 """
 
 from __future__ import annotations
@@ -25,9 +36,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ddhpose.inference import limits
+from ddhpose.keypoints.layouts import LAYOUTS
 
 if TYPE_CHECKING:
-    from ddhpose.keypoints import Keypoints
+    from ddhpose.keypoints import Keypoints, Tracks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs:/ID/PATH "
                              "(tracking server from MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--keypoints", required=True, metavar="FILE",
-                        help="2D keypoints in pixels (.npz, .json or .csv; see ddhpose.keypoints)")
+                        help="2D keypoints in pixels: our .npz, .json or .csv, an OpenPose "
+                             "--write_json folder, AlphaPose alphapose-results.json, MMPose "
+                             "predictions or a MediaPipe landmark dump (see ddhpose.keypoints)")
     parser.add_argument("--out", required=True, metavar="OUT",
                         help="output .npz (a .json with the same content is written next to it)")
-    parser.add_argument("--layout", choices=("h36m17", "coco17"), default=None,
-                        help="keypoint layout when the file does not store it")
+    parser.add_argument("--layout", choices=LAYOUTS, default=None,
+                        help="keypoint layout when neither the file nor its joint count names "
+                             "it (17 joints)")
+    parser.add_argument("--track", default=None, metavar="ID",
+                        help="lift only this track (person) id of a file with track ids")
     parser.add_argument("--image-size", nargs=2, type=float, metavar=("W", "H"), default=None,
                         help="image width and height in pixels (overrides the file's)")
     parser.add_argument("--hypotheses", type=int, default=1, metavar="H",
@@ -131,25 +148,36 @@ def check_in_image(xy: np.ndarray, image_size: tuple[float, float], path: object
     return None
 
 
-def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
-    """``args.keypoints`` read with ``args.layout``/``image_size``/``min_confidence``; the gap
-    filling warning is printed as one ``ddhpose COMMAND: warning: ...`` line on stderr."""
-    from ddhpose.keypoints import MissingKeypointsWarning, load_keypoints
+def read_tracks(args: argparse.Namespace, command: str, single: bool = False) -> Tracks:
+    """``args.keypoints`` read with ``args.layout``/``image_size``/``min_confidence``/``track``
+    (``single``: several tracks without ``--track`` are an error); the gap filling and
+    several-people warnings are printed as ``ddhpose COMMAND: warning: ...`` lines on stderr."""
+    from ddhpose.keypoints import MissingKeypointsWarning, SeveralPeopleWarning, load_tracks
 
+    shown = (MissingKeypointsWarning, SeveralPeopleWarning)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MissingKeypointsWarning)
-        kps = load_keypoints(args.keypoints, args.layout,
-                             None if args.image_size is None else tuple(args.image_size),
-                             min_confidence=getattr(args, "min_confidence", 0.0))
+        for category in shown:
+            warnings.simplefilter("always", category)
+        res = load_tracks(args.keypoints, args.layout,
+                          None if args.image_size is None else tuple(args.image_size),
+                          min_confidence=getattr(args, "min_confidence", 0.0),
+                          track=getattr(args, "track", None), single=single)
     for w in caught:
-        if issubclass(w.category, MissingKeypointsWarning):
+        if issubclass(w.category, shown):
             print(f"ddhpose {command}: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    note = check_in_image(kps.xy, kps.image_size, args.keypoints)
-    if note:
-        print(f"ddhpose {command}: warning: {note}", file=sys.stderr)
-    return kps
+    for kps in res.tracks.values():
+        note = check_in_image(kps.xy, kps.image_size, args.keypoints)
+        if note:
+            who = f" (track {kps.track})" if kps.track is not None else ""
+            print(f"ddhpose {command}: warning: {note}{who}", file=sys.stderr)
+    return res
+
+
+def read_keypoints(args: argparse.Namespace, command: str) -> Keypoints:
+    """One person's keypoints of ``args.keypoints`` (:func:`read_tracks` with ``single``)."""
+    return next(iter(read_tracks(args, command, single=True).tracks.values()))
 
 
 def _local_checkpoint(checkpoint: str, work_dir: Path) -> Path:
@@ -186,25 +214,32 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
         # an MLflow URI first: a registry that cannot be reached is the one line to show
         checkpoint = _local_checkpoint(args.checkpoint, Path(tmp))
-        kps = read_keypoints(args, "infer")
+        people = read_tracks(args, "infer")
         model = load_model(checkpoint, map_location=args.device).to(args.device)
     if args.steps > model.config.timesteps:
         raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "
                                          f"{model.config.timesteps} diffusion timesteps")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    intrinsic = (default_intrinsic(kps.image_size, args.focal)
-                 if args.aggregate == "j_agg" else None)
-    res = infer_h36m17(model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
-                aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
-                batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses,
-                dtype=dtype)
+    several = people.tracked and args.track is None
+    per_track = {}
+    for tid, kps in people.tracks.items():
+        intrinsic = (default_intrinsic(kps.image_size, args.focal)
+                     if args.aggregate == "j_agg" else None)
+        per_track[tid] = infer_h36m17(
+            model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
+            aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
+            batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses, dtype=dtype)
+    kps = next(iter(people.tracks.values()))
+    res = next(iter(per_track.values()))
 
-    content: dict[str, object] = {
-        "poses_3d": res.poses_3d,
-        "layout": kps.layout,
-        "keypoints_2d": kps.xy.astype(np.float32),
-        "image_size": np.asarray(kps.image_size, dtype=np.float64),
-        "spread": res.spread,
+    content: dict[str, object] = {} if several else {"poses_3d": res.poses_3d}
+    content["layout"] = kps.layout
+    if not several:
+        content["keypoints_2d"] = kps.xy.astype(np.float32)
+    content["image_size"] = np.asarray(kps.image_size, dtype=np.float64)
+    if not several:
+        content["spread"] = res.spread
+    content.update({
         "aggregate": res.aggregate,
         "num_hypotheses": args.hypotheses,
         "steps": args.steps,
@@ -213,18 +248,44 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "keypoints_file": str(args.keypoints),
         "source_layout": kps.source_layout,
-        "filled": kps.filled,
-    }
-    if res.hypotheses is not None:
-        content["hypotheses"] = res.hypotheses
-    if res.root_translation is not None:
-        content["root_translation"] = res.root_translation
-        content["intrinsic_px"] = res.intrinsic_px
+        "filled": sum(k.filled for k in people.tracks.values()),
+    })
+    if several:
+        content["tracks"] = np.asarray(list(per_track), dtype=str)
+        for tid, r in per_track.items():
+            k = people.tracks[tid]
+            content.update({
+                f"track_{tid}_poses_3d": r.poses_3d,
+                f"track_{tid}_frames": k.frames,
+                f"track_{tid}_keypoints_2d": k.xy.astype(np.float32),
+                f"track_{tid}_spread": r.spread,
+                f"track_{tid}_filled": k.filled,
+            })
+            if r.hypotheses is not None:
+                content[f"track_{tid}_hypotheses"] = r.hypotheses
+            if r.root_translation is not None:
+                content[f"track_{tid}_root_translation"] = r.root_translation
+        if res.intrinsic_px is not None:
+            content["intrinsic_px"] = res.intrinsic_px
+    else:
+        if args.track is not None:
+            content["track"] = args.track
+        if res.hypotheses is not None:
+            content["hypotheses"] = res.hypotheses
+        if res.root_translation is not None:
+            content["root_translation"] = res.root_translation
+            content["intrinsic_px"] = res.intrinsic_px
     out, json_path = outputs
     with atomic_paths(out, json_path) as (tmp_npz, tmp_json):  # both files new, or both old
         with open(tmp_npz, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in content.items()})
         tmp_json.write_text(json_text(content), encoding="utf-8")
+    if several:
+        frames = ", ".join(f"{tid}: {r.poses_3d.shape[0]}" for tid, r in per_track.items())
+        print(f"wrote {out} and {json_path}: {len(per_track)} tracks (frames per track: "
+              f"{frames}) x 17 joints (metres, root-relative), H={args.hypotheses} "
+              f"K={args.steps} {res.aggregate}, {content['filled']} keypoint(s) interpolated")
+        return 0
     t = res.poses_3d.shape[0]
     print(f"wrote {out} and {json_path}: {t} frames x 17 joints (metres, root-relative), "
           f"H={args.hypotheses} K={args.steps} {res.aggregate}, {len(res.windows)} window(s) of "
