@@ -87,6 +87,10 @@ def _coerce(key: str, v: Any, hint: Any) -> Any:
         if not isinstance(v, (str, bool)):
             raise ConfigError(key, f"expected a mode name or true/false, got {type_name(v)}")
         return v
+    if hint == (int | str):  # sample.processes: a count or a word (auto)
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ConfigError(key, f"expected an integer or a word, got {type_name(v)}")
+        return v
     if hint == (str | tuple[str, ...]):  # data.actions
         if v == "*":
             return v

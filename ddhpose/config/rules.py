@@ -71,6 +71,9 @@ def validate(p: Params) -> None:
     _check("sample.seed", sa.seed >= 0, "must be >= 0", sa.seed)
     _check("sample.device", bool(DEVICE_PATTERN.match(sa.device)), "must be auto|cpu|cuda|cuda:N",
            sa.device)
+    _check("sample.processes", sa.processes == "auto" or (isinstance(sa.processes, int)
+                                                          and sa.processes >= 1),
+           "must be auto or an integer >= 1", sa.processes)
     _check("sample.dtype", sa.dtype in SAMPLE_DTYPES, f"must be one of {'|'.join(SAMPLE_DTYPES)}",
            sa.dtype)
 

@@ -99,6 +99,8 @@ class SampleParams:
                      "GPUs/CPUs with bf16 units, fp16 on older GPUs; cost in reports/bench.md)")
     tf32: bool = doc("CUDA: float32 matmuls on TF32 tensor cores (false: IEEE float32, for "
                      "parity runs)")
+    processes: int | str = doc("sampling processes started by the stage: N | auto (auto: one per "
+                               "visible GPU, else 1); under torchrun, torchrun's count")
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,258 @@
 """Stage ``sample``: DDIM-sample the test split with ``models/best.pt`` (H hypotheses x K steps),
-aggregate every batch and write ``reports/predictions/{predictions.npz, meta.json}``."""
+aggregate every batch and write ``reports/predictions/{predictions.npz, meta.json}``.
+
+One process, or several (docs/training.md "Sampling on several processes, GPUs and machines"):
+
+- under ``torchrun --nproc_per_node N stages/sample.py`` (any number of nodes), or
+- from ``dvc repro`` with ``sample.processes: N | auto``: the stage starts N local workers itself
+  through torch's elastic launcher (``auto``: one per visible GPU, else 1).
+
+The test sequences are dealt to the ranks balanced by frames
+(:func:`ddhpose.evaluation.predict.shard_sequences`); each rank samples its share on its device
+(``cuda:LOCAL_RANK``, or the CPU with gloo); rank 0 gathers the shares and writes the same files a
+single process writes. The noise of sequence i comes from a generator seeded from ``(seed, i)``, so
+the predictions do not depend on the number of processes (bit-identical on the CPU). A rank that
+fails stops the stage with one line naming the rank; the files are written only after every share
+arrived, each atomically, so nothing half-written is left.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ddhpose.data.processed import file_sha256, load_split
-from ddhpose.errors import ConfigError
-from ddhpose.evaluation.predict import predict_split, save_predictions
+from ddhpose.errors import ConfigError, DataError, DDHPoseError, one_line, os_error_line
+from ddhpose.evaluation.predict import (
+    assemble_split,
+    predict_sequences,
+    save_predictions,
+    shard_sequences,
+)
 from ddhpose.io import probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.model.precision import matmul_precision, precision_label, sample_dtype
 from ddhpose.project import ProjectPaths
-from ddhpose.training.distributed import resolve_device
+from ddhpose.training.distributed import (
+    DistInfo,
+    gather_to_main,
+    init_distributed,
+    shutdown_distributed,
+)
 from ddhpose.training.progress import progress_bar
+from ddhpose.training.state import seeded_generator
 
 if TYPE_CHECKING:
     from ddhpose.config.schema import Params
     from ddhpose.tracking.tracker import Tracker
+
+_SAMPLE_STREAM = 4  # seeded_generator(seed, sequence, stream): validation uses 3
+
+
+def sequence_generator(seed: int):
+    """``i -> torch.Generator`` of the sampler noise of test sequence i (CPU, seeded from
+    ``(seed, i)``): the same draws whichever rank samples the sequence."""
+    return lambda index: seeded_generator(int(seed), int(index), _SAMPLE_STREAM)
+
+
+def local_processes(spec: int | str, device_spec: str) -> int:
+    """``sample.processes`` -> the number of local workers: an int as given; ``auto`` -> the
+    visible GPUs when the device is CUDA (``auto`` or ``cuda``), else 1.
+
+    Raises ConfigError (``sample.processes``) for more workers than visible GPUs on CUDA and for
+    several workers on one named GPU (``sample.device: cuda:N``).
+    """
+    device_spec = (device_spec or "auto").strip().lower()
+    on_cuda = device_spec.startswith("cuda") or (device_spec == "auto"
+                                                 and torch.cuda.is_available())
+    if spec == "auto":
+        return max(1, torch.cuda.device_count()) if on_cuda else 1
+    n = int(spec)
+    if n > 1 and device_spec.startswith("cuda:"):
+        raise ConfigError("sample.processes", f"{n} workers on the one GPU of sample.device "
+                          f"'{device_spec}'; use sample.device: cuda or auto (worker r takes "
+                          "cuda:r; choose GPUs with CUDA_VISIBLE_DEVICES)")
+    if n > 1 and on_cuda and torch.cuda.is_available() and n > torch.cuda.device_count():
+        raise ConfigError("sample.processes", f"{n} workers but only {torch.cuda.device_count()} "
+                          "CUDA device(s) are visible (one worker per GPU); use auto")
+    return n
 
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
     probe_writable(paths.predictions)  # a read-only reports/ fails before the sampling
     cfg = params.sample
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # launched by torchrun
+        meta = _sample_distributed(params, root)
+    else:
+        n = local_processes(cfg.processes, cfg.device)
+        meta = _launch_local(n, root) if n > 1 else _sample_distributed(params, root)
+    if meta is None:  # a rank other than 0
+        return
+    tracker.log_params({f"sample.{k}": v for k, v in vars(cfg).items()}
+                       | {"sample.precision": meta["precision"]})
+    tracker.log_metrics({"sample_seconds": meta["seconds"],
+                         "sample_frames_per_second": meta["frames_per_second"]})
+    print(f"sample: {meta['frames']} frames, H={cfg.hypotheses} K={cfg.steps} in "
+          f"{meta['seconds']:.1f} s on {meta['processes']} process(es), {meta['device']} "
+          f"({meta['precision']}) -> {paths.predictions}")
+
+
+def _sample_distributed(params: Params, root: Path) -> dict[str, Any] | None:
+    """Join the torchrun job (or run alone), sample this rank's share, gather on rank 0 and
+    write there; the meta dict on rank 0, None elsewhere. Errors name the rank when several."""
+    cfg = params.sample
     try:
-        device = resolve_device(cfg.device)
+        info = init_distributed(cfg.device)
     except ConfigError as exc:
         raise ConfigError("sample.device", exc.problem) from exc
+    try:
+        return _sample(params, root, info)
+    except DDHPoseError as exc:
+        if not info.distributed:
+            raise
+        raise DataError(None, f"rank {info.rank} of {info.world_size}: {exc}") from exc
+    except OSError as exc:
+        if not info.distributed:
+            raise
+        raise DataError(None, f"rank {info.rank} of {info.world_size}: "
+                              f"{os_error_line(exc)}") from exc
+    finally:
+        if info.owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _sample(params: Params, root: Path, info: DistInfo) -> dict[str, Any] | None:
+    paths = ProjectPaths(root)
+    cfg = params.sample
+    device = info.device
     split = load_split(paths.split("test"))
     model = load_model(paths.best, dataset=params.data.dataset, map_location="cpu").to(device)
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
     dtype = sample_dtype(cfg.dtype, device)
     precision = precision_label(dtype, device, cfg.tf32, autocast=False)
-    with (progress_bar(total=split.num_frames, desc="sample (frames)") as bar,
+    share = shard_sequences([int(n) for n in split.seq_length], info.world_size)[info.rank]
+    share_frames = sum(int(split.seq_length[i]) for i in share)
+    desc = "sample (frames)" if not info.distributed else f"sample (rank 0 of {info.world_size})"
+    start = time.perf_counter()
+    with (progress_bar(total=share_frames, desc=desc, enabled=info.is_main) as bar,
           matmul_precision(cfg.tf32)):
-        pred = predict_split(
-            model, split, hypotheses=cfg.hypotheses, steps=cfg.steps,
-            batch_clips=cfg.batch_clips, generator=generator,
+        parts = predict_sequences(
+            model, split, share, hypotheses=cfg.hypotheses, steps=cfg.steps,
+            batch_clips=cfg.batch_clips, sequence_generator=sequence_generator(cfg.seed),
             save_hypotheses=cfg.save_hypotheses, progress=bar.update, dtype=dtype,
         )
+    gathered = gather_to_main(parts, info)
+    if not info.is_main or gathered is None:
+        shutdown_distributed(info)
+        return None
+    pred = assemble_split(split, [p for rank_parts in gathered for p in rank_parts],
+                          hypotheses=cfg.hypotheses, steps=cfg.steps,
+                          save_hypotheses=cfg.save_hypotheses,
+                          seconds=time.perf_counter() - start)
+    (paths.predictions / "meta.json").unlink(missing_ok=True)  # never a stale meta beside new
     save_predictions(paths.predictions / "predictions.npz", pred)
     meta = {
         "dataset": split.dataset, "hypotheses": cfg.hypotheses, "steps": cfg.steps,
         "batch_clips": cfg.batch_clips, "seed": cfg.seed, "device": str(device),
-        "dtype": cfg.dtype, "precision": precision,
+        "dtype": cfg.dtype, "precision": precision, "processes": info.world_size,
         "frames": split.num_frames, "sequences": split.num_sequences,
         "checkpoint_sha256": file_sha256(paths.best), "seconds": round(pred.seconds, 3),
         "frames_per_second": round(split.num_frames / max(pred.seconds, 1e-9), 2),
         "unit": "metres, root-relative (root = 0)",
     }
     write_json(paths.predictions / "meta.json", meta)
-    tracker.log_params({f"sample.{k}": v for k, v in vars(cfg).items()}
-                       | {"sample.precision": precision})
-    tracker.log_metrics({"sample_seconds": pred.seconds,
-                         "sample_frames_per_second": meta["frames_per_second"]})
-    print(f"sample: {split.num_frames} frames, H={cfg.hypotheses} K={cfg.steps} in "
-          f"{pred.seconds:.1f} s on {device} ({precision}) -> {paths.predictions}")
+    shutdown_distributed(info)
+    return meta
+
+
+def _launch_local(n: int, root: Path) -> dict[str, Any]:
+    """Start ``n`` local workers (``python -m ddhpose.pipeline.sample --worker``) with torch's
+    elastic launcher, as ``torchrun --standalone --nproc_per_node n`` would; rank 0's meta.
+
+    A failed worker stops the others (the launcher's rule) and raises one DDHPoseError naming
+    the first rank that failed and why (its own one-line error, or the signal or exit status).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)}
+    if saved["OMP_NUM_THREADS"] is None:  # the CPU's threads shared between the workers
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its failure report is replaced by our one line
+    with tempfile.TemporaryDirectory(prefix="ddhpose-sample-") as tmp:
+        config = LaunchConfig(
+            min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=f"ddhpose-sample-{os.getpid()}",
+            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+            monitor_interval=0.1, start_method="spawn",
+        )
+        try:
+            elastic_launch(config, sys.executable)(
+                "-m", "ddhpose.pipeline.sample", "--worker", tmp, str(root))
+        except ChildFailedError as exc:
+            rank, failure = exc.get_first_failure()
+            raise DDHPoseError(f"rank {rank} of {n} failed: {_why(failure, Path(tmp), rank)}; "
+                               "no predictions written") from None
+        finally:
+            quiet.setLevel(level)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return json.loads((Path(tmp) / "meta.json").read_text())
+
+
+def _why(failure: Any, tmp: Path, rank: int) -> str:
+    """A failed worker's cause: its own error line, else its signal or exit status."""
+    note = tmp / f"rank{rank}.err"
+    if note.is_file() and note.read_text().strip():
+        return note.read_text().strip()
+    code = int(getattr(failure, "exitcode", 1))
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _worker(tmp: Path, root: Path) -> int:
+    """One local worker of :func:`_launch_local`: rank 0 leaves its meta in ``tmp``; an error
+    becomes ``tmp/rank<r>.err`` (one line) and exit status 2 (1 for a bug, traceback on stderr)."""
+    from ddhpose.config.schema import load_params
+
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        params = load_params(root / "params.yaml")
+        meta = _sample_distributed(params, root)
+        if meta is not None:
+            write_json(tmp / "meta.json", meta)
+        return 0
+    except DDHPoseError as exc:
+        line, code = str(exc), 2
+    except OSError as exc:
+        line, code = os_error_line(exc), 2
+    except Exception as exc:  # a bug: keep the traceback
+        traceback.print_exc()
+        line, code = f"{type(exc).__name__}: {one_line(exc)}", 1
+    prefix = f"rank {rank} of "
+    (tmp / f"rank{rank}.err").write_text(line.split(": ", 1)[1] if line.startswith(prefix)
+                                         else line)
+    return code
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
+    sys.exit(_worker(Path(sys.argv[2]), Path(sys.argv[3])))

@@ -235,3 +235,20 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     return DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=False, broadcast_buffers=False
     )
+
+
+def gather_to_main(obj: object, info: DistInfo) -> list[object] | None:
+    """Every rank's ``obj`` on rank 0 (in rank order), None on the other ranks.
+
+    The objects travel over a gloo group on the CPU whatever the backend, so large NumPy results
+    never occupy GPU memory (NCCL would stage pickles on the device). ``[obj]`` in a single
+    process. Every rank must call it.
+    """
+    if not info.distributed:
+        return [obj]
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    out: list[object] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, out, dst=0, group=group)
+    if group is not None:
+        dist.destroy_process_group(group)
+    return out
