@@ -100,7 +100,8 @@ class _Scene:
     def _set3d(self, lines: list[Any], pose: np.ndarray) -> None:
         p = _to_plot(pose)
         for line, (a, b) in zip(lines, self.skel.bones, strict=True):
-            line.set_data_3d([p[a, 0], p[b, 0]], [p[a, 1], p[b, 1]], [p[a, 2], p[b, 2]])
+            # arrays, not lists: matplotlib masks a NaN pose (a track's absent frame) on arrays
+            line.set_data_3d(p[[a, b], 0], p[[a, b], 1], p[[a, b], 2])
 
     def draw(self, i: int, label: str) -> list[Any]:
         d = self.d
@@ -262,4 +263,105 @@ def _render_animation(data: dict, out: Path, idx: np.ndarray, skel: Skeleton,
     return out
 
 
-__all__ = ["FORMATS", "render_sequence"]
+def render_tracks(
+    tracks: dict[str, dict[str, np.ndarray]],
+    out_path: str | Path,
+    fps: float = 25,
+    title: str | None = None,
+    max_frames: int = 150,
+    skeleton: Skeleton = H36M17,
+) -> Path:
+    """Several people side by side, one column per track (2D input above its 3D pose when every
+    track has ``keypoints_2d``), on the common frame numbering; a track is empty in the frames
+    it does not cover. ``.gif``/``.mp4`` animate the union of the tracks' frames (at most
+    ``max_frames``, evenly subsampled); ``.png`` shows its middle frame.
+
+    Args:
+        tracks: track id -> {``poses_3d``: (T_i, J, 3) metres, root-relative, camera axes;
+            ``frames``: (T_i,) int frame indices; optional ``keypoints_2d``: (T_i, J, 2)
+            pixels}.
+        out_path: ``.gif``, ``.mp4`` or ``.png``.
+        fps: playback frames per second of the full sequence.
+    Returns:
+        the written path.
+    """
+    out = Path(out_path)
+    ext = out.suffix.lower()
+    if ext not in FORMATS:
+        raise DataError(out, f"unknown output type '{ext}' (expected {', '.join(FORMATS)})")
+    if ext == ".mp4" and shutil.which("ffmpeg") is None:
+        raise DataError(out, "mp4 output needs ffmpeg, which is not installed (not on PATH); "
+                             "write a .gif or .png instead")
+    if not tracks:
+        raise ValueError("no track to render")
+    if not (np.isfinite(fps) and fps > 0) or max_frames < 1:
+        raise ValueError(f"fps must be > 0 and max_frames >= 1, got {fps}, {max_frames}")
+    j = skeleton.num_joints
+    first = min(int(np.min(t["frames"])) for t in tracks.values())
+    last = max(int(np.max(t["frames"])) for t in tracks.values())
+    length = last - first + 1
+    with_2d = all(t.get("keypoints_2d") is not None for t in tracks.values())
+    datas = []
+    for tid, t in tracks.items():
+        pose = np.asarray(t["poses_3d"], dtype=np.float64)
+        rows = np.asarray(t["frames"], dtype=np.int64) - first
+        if pose.ndim != 3 or pose.shape[1:] != (j, 3) or rows.shape != pose.shape[:1]:
+            raise ValueError(f"track {tid}: poses_3d must be (T, {j}, 3) with T frames, got "
+                             f"{pose.shape} and {rows.shape}")
+        full = np.full((length, j, 3), np.nan)
+        full[rows] = pose
+        kp = None
+        if with_2d:
+            kp = np.full((length, j, 2), np.nan)
+            kp[rows] = _check_array("keypoints_2d", t["keypoints_2d"], (j, 2), len(rows), 3)
+        datas.append((tid, {"pose": full, "kp": kp, "hyp": None, "spread": None, "gt": None}))
+    cols = len(datas)
+    rows_n = 2 if with_2d else 1
+    if ext == ".png":
+        idx = np.array([length // 2])
+        fig = plt.figure(figsize=(3.2 * cols, 3.1 * rows_n + 0.4), dpi=100)
+    else:
+        idx = _frame_indices(length, max_frames)
+        fig = plt.figure(figsize=(3.6 * cols, 3.4 * rows_n + 0.4), dpi=80)
+    try:
+        scenes = []
+        for c, (tid, data) in enumerate(datas):
+            ax2d, ax3d = _new_axes(fig, rows_n, cols, c, with_2d)
+            scenes.append((tid, _Scene(fig, ax2d, ax3d, data, skeleton)))
+            if ax2d is not None:
+                ax2d.set_title(f"2D track {tid}", fontsize=9)
+
+        def draw(n: int) -> list[Any]:
+            arts = []
+            for tid, scene in scenes:
+                arts += scene.draw(int(idx[n]), f"track {tid}, frame {first + int(idx[n])}")
+            return arts
+
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.06, top=0.88 if title else 0.94,
+                            wspace=0.3, hspace=0.3)
+        if ext == ".png":
+            draw(0)
+            with atomic_path(out) as tmp:
+                fig.savefig(tmp, format="png")
+            return out
+        rate = fps * len(idx) / length
+        anim = animation.FuncAnimation(fig, draw, frames=len(idx), blit=False,
+                                       interval=1000.0 / rate)
+        writer: Any = (animation.PillowWriter(fps=rate) if ext == ".gif"
+                       else animation.FFMpegWriter(fps=rate, codec="libx264"))
+        with atomic_path(out) as tmp:
+            named = _with_suffix_file(tmp, ext)
+            try:
+                anim.save(str(named), writer=writer)
+                os.replace(named, tmp)
+            finally:
+                if named.exists():
+                    named.unlink()
+    finally:
+        plt.close(fig)
+    return out
+
+
+__all__ = ["FORMATS", "render_sequence", "render_tracks"]
