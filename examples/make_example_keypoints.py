@@ -10,16 +10,20 @@ looks along the body's forward direction.
 Usage (from the repository root)::
 
     python examples/make_example_keypoints.py [--out examples/keypoints_walk_coco.json]
-        [--tiny-checkpoint /tmp/tiny.pt]
+        [--tiny-checkpoint /tmp/tiny.pt] [--alphapose examples/alphapose_two_people.json]
 
 ``--tiny-checkpoint`` also writes a tiny *random-initialised* model (width 32, depth 2, 27
 frames) to try ``ddhpose infer``/``render`` end to end without a trained checkpoint (its 3D
-output is meaningless).
+output is meaningless). ``--alphapose`` also writes two walking people as AlphaPose's
+``alphapose-results.json`` with ``--pose_track`` writes them (one entry per person and frame,
+``idx`` the track; see :mod:`ddhpose.keypoints.detectors`): person 1 in frames 0-59, person 2
+(another walker, 300 px to the right) in frames 15-59 without frames 30-32.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +84,26 @@ def make_keypoints(frames: int = FRAMES, seed: int = SEED) -> tuple[np.ndarray, 
     return np.concatenate([uv, conf], axis=-1), (cam.res_w, cam.res_h)
 
 
+def alphapose_two_people(frames: int = 60) -> tuple[list[dict], tuple[int, int]]:
+    """Two walkers as AlphaPose tracking output (COCO-17), and the image size (w, h)."""
+    one, size = make_keypoints(frames, seed=SEED)
+    two, _ = make_keypoints(frames, seed=SEED + 4)
+    two[..., 0] += 300.0
+    entries = []
+    for f in range(frames):
+        for idx, kp in ((1, one), (2, two)):
+            if idx == 2 and (f < 15 or 30 <= f < 33):
+                continue
+            xy = kp[f, :, :2]
+            box = [float(xy[:, 0].min()), float(xy[:, 1].min()),
+                   float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1]))]
+            entries.append({"image_id": f"{f}.jpg", "category_id": 1,
+                            "keypoints": [round(float(v), 2) for v in kp[f].reshape(-1)],
+                            "score": round(float(kp[f, :, 2].mean() * 3), 3),
+                            "box": [round(b, 1) for b in box], "idx": idx})
+    return entries, size
+
+
 def save_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     """A random-initialised tiny DDHPose (width 32, depth 2, 27 frames) for smoke runs."""
     import torch
@@ -99,11 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).with_name("keypoints_walk_coco.json")))
     parser.add_argument("--tiny-checkpoint", default=None, metavar="PT",
                         help="also write a random-initialised tiny checkpoint here")
+    parser.add_argument("--alphapose", default=None, metavar="JSON",
+                        help="also write two tracked people as AlphaPose results here")
     args = parser.parse_args(argv)
     kp, size = make_keypoints()
     save_keypoints_json(args.out, kp, "coco17", size, decimals=1)
     print(f"wrote {args.out}: {kp.shape[0]} frames, coco17, image {size[0]}x{size[1]} px, "
           f"{int((kp[..., 2] == 0).sum())} keypoints with confidence 0")
+    if args.alphapose:
+        from ddhpose.io import atomic_open
+
+        entries, size = alphapose_two_people()
+        with atomic_open(args.alphapose, "w", encoding="utf-8") as fh:
+            fh.write("[\n" + ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries)
+                     + "\n]\n")
+        print(f"wrote {args.alphapose}: {len(entries)} AlphaPose entries, 2 tracks, image "
+              f"{size[0]}x{size[1]} px")
     if args.tiny_checkpoint:
         print(f"wrote {save_tiny_checkpoint(args.tiny_checkpoint)} (random init)")
     return 0
