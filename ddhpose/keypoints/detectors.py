@@ -10,7 +10,7 @@ as for our own files. Formats (read from each project's published description):
   a missing point is written as 0, 0, 0. BODY_25 (75 numbers) is read; the frame number is the
   one in the file name (else the sorted order). A single such file is one frame. ``person_id``
   other than -1 is a track id.
-- **AlphaPose** (``alphapose-results.json``; docs/output.md): a list of
+- **AlphaPose** (``alphapose-results.json``; AlphaPose's output-format page): a list of
   ``{"image_id": "0.jpg", "category_id": 1, "keypoints": [x, y, c, ...], "score": s,
   "box": [...], "idx": track}``; the frame is the number in ``image_id`` (else the order of
   first appearance), ``idx`` (with ``--pose_track``; an int or a one-element list) the track.

@@ -23,7 +23,7 @@ Sources of the joint orders (read from each project's published description):
 - ``h36m17``: Human3.6M as VideoPose3D orders it (``ddhpose.skeleton.H36M17``).
 - ``mpi_inf_3dhp17``: the 17 joints of the MPI-INF-3DHP test set (``ddhpose.skeleton.MPI3DHP17``).
 - ``openpose25``: OpenPose BODY_25 (doc/02_output.md, "Pose Output Format (BODY_25)").
-- ``halpe26``: AlphaPose Halpe-26 (AlphaPose docs/output.md, "Keypoint Ordering"): COCO-17,
+- ``halpe26``: AlphaPose Halpe-26 (AlphaPose's output-format page, "Keypoint Ordering"): COCO-17,
   then head (top), neck, hip (mid-hip), big toes, small toes, heels.
 - ``coco_wholebody133``: COCO-WholeBody (jin-s13/COCO-WholeBody): 17 body joints (COCO order),
   6 foot joints (left big toe, left small toe, left heel, right big toe, right small toe, right
