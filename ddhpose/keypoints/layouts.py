@@ -184,8 +184,11 @@ LAYOUT_BY_JOINTS = {n: names[0] for n, names in (
 
 
 def accepted_layouts() -> str:
-    """``h36m17 (17 joints), coco17 (17 joints), ...``: for error messages."""
-    return ", ".join(f"{n} ({lay.num_joints} joints)" for n, lay in LAYOUT_TABLES.items())
+    """``h36m17, coco17, mpi_inf_3dhp17 (17 joints), openpose25 (25), ...``: for messages."""
+    counts = sorted({lay.num_joints for lay in LAYOUT_TABLES.values()})
+    groups = [", ".join(n for n, lay in LAYOUT_TABLES.items() if lay.num_joints == c)
+              + (f" ({c} joints)" if i == 0 else f" ({c})") for i, c in enumerate(counts)]
+    return ", ".join(groups)
 
 
 def _value(points: np.ndarray, out: np.ndarray, layout: Layout, alt: Alternative) -> np.ndarray:

@@ -103,10 +103,11 @@ def test_wrong_layout_is_one_line_naming_file_found_and_accepted(tmp_path):
         load_keypoints(tmp_path / "k.npz")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(str(tmp_path / "k.npz"))
-    assert "found 25 joints" in msg and "openpose25 (25 joints)" in msg and "coco17" in msg
+    assert "found 25 joints" in msg and "openpose25 (25)" in msg and "coco17" in msg
     np.savez(tmp_path / "u.npz", keypoints=np.ones((3, 18, 2)), image_size=SIZE)
     with pytest.raises(DataError, match=r"u\.npz: no joint layout: 18 joints match no accepted "
-                                        r"layout \(h36m17 \(17 joints\)"):
+                                        r"layout \(h36m17, coco17, mpi_inf_3dhp17 \(17 joints\), "
+                                        r"openpose25 \(25\)"):
         load_keypoints(tmp_path / "u.npz")
 
 
