@@ -91,6 +91,8 @@ def load_tracks(
     raw = read_raw(path, layout)
     ids = list(raw.tracks)
     if track is not None:
+        if not raw.tracked:
+            raise DataError(path, f"--track {track}: the file has no track ids (one person)")
         if track not in raw.tracks:
             shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
             raise DataError(path, f"no track '{track}' (the file's tracks: {shown})")

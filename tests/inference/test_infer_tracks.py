@@ -94,6 +94,26 @@ def test_two_person_alphapose_gives_two_tracks(tmp_path, ckpt, capsys):
     assert "no track '5'" in capsys.readouterr().err
 
 
+def test_wrong_layout_and_track_are_one_line(tmp_path, ckpt, capsys):
+    """A 17-joint AlphaPose file (COCO) given as OpenPose BODY_25, and --track on a file
+    without ids: exit 2, one line naming the file, nothing written."""
+    kp = tmp_path / "alphapose-results.json"
+    _alphapose_two_people(kp)
+    out = tmp_path / "o.npz"
+    base = ["infer", "--checkpoint", ckpt, "--out", str(out), "--image-size", "640", "480"]
+    assert main([*base, "--keypoints", str(kp), "--layout", "openpose25"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(kp) in err and "coco17" in err and "openpose25" in err
+    from ddhpose.keypoints import save_keypoints_json
+
+    single = tmp_path / "kp.json"
+    save_keypoints_json(single, np.ones((3, 17, 2)) * 300, "coco17", SIZE)
+    assert main([*base, "--keypoints", str(single), "--track", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "kp.json: --track 1: the file has no track ids" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_single_person_output_keys_unchanged(tmp_path, ckpt):
     """A file without track ids writes exactly today's keys, in today's order."""
     from ddhpose.keypoints import save_keypoints_json
