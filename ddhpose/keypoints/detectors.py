@@ -80,6 +80,13 @@ def _count_layout(path: Any, joints: int, kind: str, known: dict[int, str]) -> s
                           f"({accepted_layouts()})")
 
 
+def _confidence(values: np.ndarray) -> float:
+    """Mean score of a detection's (J, 3) points that have one > 0 (-1 when none has)."""
+    conf = values[:, 2]
+    ok = np.isfinite(conf) & (conf > 0) & np.all(np.isfinite(values[:, :2]), axis=1)
+    return float(conf[ok].mean()) if ok.any() else -1.0
+
+
 def _pick(path: Any, people: list[tuple[int, str | None, np.ndarray]], kind: str,
           what: str = "track") -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], bool]:
     """(frame, track id or None, (J, C)) detections -> per-track sequences. With ids on every
@@ -93,12 +100,7 @@ def _pick(path: Any, people: list[tuple[int, str | None, np.ndarray]], kind: str
     for frame, _, values in people:
         if frame in best:
             crowded += 1
-            score = np.nanmean(np.where(values[:, 2] > 0, values[:, 2], np.nan)) \
-                if np.any(values[:, 2] > 0) else -1.0
-            old = best[frame]
-            old_score = np.nanmean(np.where(old[:, 2] > 0, old[:, 2], np.nan)) \
-                if np.any(old[:, 2] > 0) else -1.0
-            if score > old_score:
+            if _confidence(values) > _confidence(best[frame]):
                 best[frame] = values
         else:
             best[frame] = values

@@ -242,8 +242,14 @@ def read_csv_file(path: Path, layout: str | None) -> RawTracks:
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             if isinstance(exc, DataError):
                 raise DataError(path, f"line {line}: {exc.problem}") from None
+            if layout is None and isinstance(exc, KeyError) and str(row.get("joint")) in str(exc):
+                raise DataError(path, f"line {line}: joint name {row['joint']!r} needs --layout "
+                                      f"(accepted layouts: {accepted_layouts()})") from None
             raise DataError(path, f"line {line}: bad row {dict(row)} ({exc!r})") from exc
         top = joints if joints is not None else 17
+        if joints is None and joint >= top:
+            raise DataError(path, f"line {line}: joint {joint} needs --layout for more than 17 "
+                                  f"joints (accepted layouts: {accepted_layouts()})")
         if frame < 0 or not 0 <= joint < top:
             raise DataError(path, f"line {line}: frame must be >= 0 and joint in 0..{top - 1}")
         parsed.append((frame, joint, values, line, track))

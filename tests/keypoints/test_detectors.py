@@ -234,3 +234,27 @@ def test_json_tracks_and_csv_track_column(tmp_path):
     jpath.write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"two\.json: track id 'a b' must be"):
         load_tracks(jpath)
+
+
+def test_our_csv_in_a_detector_layout(tmp_path):
+    """Our CSV with BODY_25 joint names: --layout names the 25 joints; without it, a joint
+    beyond 16 is one line asking for it."""
+    xy = _xy(25, 2, 11)
+    lines = ["frame,joint,u,v,confidence"]
+    for f in range(2):
+        for j in range(25):
+            lines.append(f"{f},{OPENPOSE25_NAMES[j]},{xy[f, j, 0]},{xy[f, j, 1]},0.7")
+    path = tmp_path / "body25.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got = load_keypoints(path, "openpose25", SIZE)
+    np.testing.assert_allclose(got.xy, to_h36m17(xy, "openpose25"))
+    with pytest.raises(DataError, match=r"body25\.csv: line 2: joint name 'nose' needs --layout "
+                                        r"\(accepted layouts: h36m17"):
+        load_keypoints(path, image_size=SIZE)
+    numbered = [lines[0]] + [",".join([ln.split(",")[0], str(k % 25), *ln.split(",")[2:]])
+                             for k, ln in enumerate(lines[1:])]
+    path.write_text("\n".join(numbered) + "\n")
+    np.testing.assert_allclose(load_keypoints(path, "openpose25", SIZE).xy, got.xy)
+    with pytest.raises(DataError, match=r"body25\.csv: line 19: joint 17 needs --layout for "
+                                        r"more than 17 joints"):
+        load_keypoints(path, image_size=SIZE)
