@@ -186,9 +186,11 @@ def _launch_local(n: int, root: Path) -> dict[str, Any]:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)}
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GLOO_SOCKET_IFNAME")}
     if saved["OMP_NUM_THREADS"] is None:  # the CPU's threads shared between the workers
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    if saved["GLOO_SOCKET_IFNAME"] is None and Path("/sys/class/net/lo").exists():
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # local workers talk over the loopback
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its failure report is replaced by our one line

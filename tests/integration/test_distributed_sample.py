@@ -30,7 +30,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         pytest.skip(f"dvc is not installed beside {sys.executable}")
     root = tmp_path_factory.mktemp("sample_project")
     copy_project(root)
-    env = project_env(root, GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
+    env = project_env(root)  # no GLOO_SOCKET_IFNAME: the stage's launcher picks the loopback
     _run([str(BIN / "dvc"), "repro", "sample"], root, env)
     shutil.copytree(root / PRED, root / "single")
     return root, env
@@ -58,7 +58,7 @@ def test_torchrun_two_ranks_write_the_single_process_predictions(project):
     assert _sequences(root) >= 3  # shares of more than one sequence, uneven by frames
     shutil.rmtree(root / PRED)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-          "stages/sample.py"], root, dict(env, PYTHONPATH=str(root)))
+          "stages/sample.py"], root, dict(env, PYTHONPATH=str(root), GLOO_SOCKET_IFNAME="lo"))
     _same_as_single(root)
     assert json.loads((root / PRED / "meta.json").read_text())["processes"] == 2
 
