@@ -12,7 +12,7 @@ after one warm-up batch per process. frames/s = test frames ÷ the slowest proce
 pays them once). Random weights: the cost does not depend on them.
 
 Entry point: ``python -m ddhpose.bench.scaleout [--out reports] [--threads 2] [--processes 2]
-[--quick]`` (writes ``reports/bench_scaleout.{json,md}``).
+[--quick]`` (writes ``reports/bench_scaleout.md`` and ``reports/bench_scaleout.json``).
 """
 
 from __future__ import annotations
