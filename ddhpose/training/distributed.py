@@ -19,6 +19,9 @@ then ``auto`` or ``cuda``; ``cuda:N`` and more processes than visible GPUs are r
 ranks on one GPU make NCCL fail); the gloo backend is used on CPU. Only rank 0 writes files and
 reports progress. ``dvc repro`` runs the train stage as one process: after a torchrun run, record
 its outputs with ``dvc commit train``.
+
+The sample stage uses the same setup (``torchrun ... stages/sample.py``, or ``sample.processes``
+from ``dvc repro``), with :func:`gather_to_main` to collect the ranks' shares on rank 0.
 """
 
 from __future__ import annotations

@@ -77,6 +77,24 @@ def test_dvc_repro_with_two_processes_writes_the_single_process_predictions(proj
     _same_as_single(root)
 
 
+def test_a_worker_error_is_one_line_naming_the_rank_and_the_file(project):
+    root, env = project
+    _set_processes(root, 2)
+    best = root / "models/best.pt"
+    best.rename(root / "best.pt.away")
+    try:
+        done = subprocess.run(["sh", "stages/python", "stages/sample.py"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        (root / "best.pt.away").rename(best)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("sample: error: rank "), lines[0]
+    assert "of 2 failed: " in lines[0] and "models/best.pt" in lines[0], lines[0]
+    assert lines[0].endswith("; no predictions written"), lines[0]
+
+
 def _rank_pid(parent: int, rank: int) -> int | None:
     """The pid of the worker of rank ``rank`` among the descendants of ``parent``."""
     for proc in Path("/proc").iterdir():
