@@ -138,3 +138,13 @@ def test_a_killed_rank_fails_the_stage_in_one_line_and_writes_nothing(project):
                       "written"], stderr[-3000:]
     assert list((root / PRED).iterdir()) == []  # no predictions, no meta, no temporary file
     assert _rank_pid(proc.pid, 0) is None
+
+
+def test_process_counts_that_cannot_work_are_refused_naming_the_key():
+    from ddhpose.errors import ConfigError
+    from ddhpose.pipeline.sample import local_processes
+
+    assert local_processes("auto", "cpu") == 1
+    assert local_processes(3, "cpu") == 3
+    with pytest.raises(ConfigError, match=r"sample\.processes.*2 workers on the one GPU"):
+        local_processes(2, "cuda:0")
