@@ -11,7 +11,8 @@ The test sequences are dealt to the ranks balanced by frames
 (:func:`ddhpose.evaluation.predict.shard_sequences`); each rank samples its share on its device
 (``cuda:LOCAL_RANK``, or the CPU with gloo); rank 0 gathers the shares and writes the same files a
 single process writes. The noise of sequence i comes from a generator seeded from ``(seed, i)``, so
-the predictions do not depend on the number of processes (bit-identical on the CPU). A rank that
+the predictions do not depend on the number of processes (bit-identical on the CPU at equal
+threads per process; the CPU kernels' round-off depends on the thread count). A rank that
 fails stops the stage with one line naming the rank; the files are written only after every share
 arrived, each atomically, so nothing half-written is left.
 """
