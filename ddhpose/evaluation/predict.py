@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -253,8 +253,8 @@ def predict_split(
                           save_hypotheses=save_hypotheses, seconds=time.perf_counter() - start)
 
 
-def save_predictions(path: str | Path, pred: SplitPredictions) -> Path:
-    """Write ``predictions.npz`` atomically (layout in the module docstring)."""
+def write_predictions(fh: BinaryIO, pred: SplitPredictions) -> None:
+    """Write the ``predictions.npz`` arrays (layout in the module docstring) to an open file."""
     arrays: dict[str, np.ndarray] = dict(pred.poses)
     arrays["batch_seq"] = pred.batch_seq
     arrays["batch_frames"] = pred.batch_frames
@@ -262,8 +262,13 @@ def save_predictions(path: str | Path, pred: SplitPredictions) -> Path:
         arrays[f"err_{key}"] = value
     if pred.hypotheses is not None:
         arrays["hypotheses"] = pred.hypotheses
+    np.savez(fh, **arrays)
+
+
+def save_predictions(path: str | Path, pred: SplitPredictions) -> Path:
+    """Write ``predictions.npz`` atomically (layout in the module docstring)."""
     with atomic_open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        write_predictions(fh, pred)
     return Path(path)
 
 

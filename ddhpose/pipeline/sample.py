@@ -37,10 +37,10 @@ from ddhpose.errors import ConfigError, DataError, DDHPoseError, one_line, os_er
 from ddhpose.evaluation.predict import (
     assemble_split,
     predict_sequences,
-    save_predictions,
     shard_sequences,
+    write_predictions,
 )
-from ddhpose.io import probe_writable, write_json
+from ddhpose.io import atomic_paths, json_text, probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.model.precision import matmul_precision, precision_label, sample_dtype
 from ddhpose.project import ProjectPaths
@@ -161,8 +161,6 @@ def _sample(params: Params, root: Path, info: DistInfo) -> dict[str, Any] | None
                           hypotheses=cfg.hypotheses, steps=cfg.steps,
                           save_hypotheses=cfg.save_hypotheses,
                           seconds=time.perf_counter() - start)
-    (paths.predictions / "meta.json").unlink(missing_ok=True)  # never a stale meta beside new
-    save_predictions(paths.predictions / "predictions.npz", pred)
     meta = {
         "dataset": split.dataset, "hypotheses": cfg.hypotheses, "steps": cfg.steps,
         "batch_clips": cfg.batch_clips, "seed": cfg.seed, "device": str(device),
@@ -172,7 +170,12 @@ def _sample(params: Params, root: Path, info: DistInfo) -> dict[str, Any] | None
         "frames_per_second": round(split.num_frames / max(pred.seconds, 1e-9), 2),
         "unit": "metres, root-relative (root = 0)",
     }
-    write_json(paths.predictions / "meta.json", meta)
+    # one set: never new predictions beside an old meta.json, nothing half-written on failure
+    with atomic_paths(paths.predictions / "predictions.npz",
+                      paths.predictions / "meta.json") as (tmp_npz, tmp_meta):
+        with open(tmp_npz, "wb") as fh:
+            write_predictions(fh, pred)
+        tmp_meta.write_text(json_text(meta), encoding="utf-8")
     shutdown_distributed(info)
     return meta
 
