@@ -42,7 +42,7 @@ def run_stage(
         if not track:
             fn(params, root, None)
             return 0
-        from ddhpose.tracking.tracker import stage_run
+        from ddhpose.tracking.runs import stage_run
 
         with stage_run(stage, params, root) as tracker:
             fn(params, root, tracker)

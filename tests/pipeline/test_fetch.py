@@ -199,7 +199,7 @@ def test_url_3dhp_test_annotations(tmp_path, http_dir):
 
 
 def test_stage_run_resolves_relative_path(tmp_path, h36m_src, monkeypatch, capsys):
-    from ddhpose.tracking.tracker import stage_run
+    from ddhpose.tracking.runs import stage_run
 
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)

@@ -304,13 +304,13 @@ def _stage_that_loses_its_store(monkeypatch, root: Path, disk: Path, fail: bool)
     """A stage opened online on a SQLite store whose disk fills up mid-stage."""
     from demo_config import demo_params
 
-    from ddhpose.tracking import tracker as T
+    from ddhpose.tracking.runs import stage_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{disk / 'mlflow.db'}")
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     try:
-        with T.stage_run("train", demo_params(), root) as tr:
+        with stage_run("train", demo_params(), root) as tr:
             ids = (tr.run_id, tr.parent_run_id)
             assert ids[0] is not None
             _fill(disk)
@@ -425,7 +425,7 @@ def test_offline_evaluate_records_its_model_and_sync_registers_it(monkeypatch, t
     from ddhpose.model.checkpoint import save_checkpoint
     from ddhpose.registry.register import register_evaluated_model
     from ddhpose.synthetic.smoke import synthetic_split
-    from ddhpose.tracking import tracker as T
+    from ddhpose.tracking.runs import stage_run
     from ddhpose.training.smoke import tiny_model_config
 
     root = tmp_path / "project"
@@ -438,7 +438,7 @@ def test_offline_evaluate_records_its_model_and_sync_registers_it(monkeypatch, t
     metrics = {"headline": {"aggregation": "j_agg", "p1_mm": 42.0}, "hypotheses": 1,
                "steps": 1}
     for _ in range(2):  # the second evaluation's checkpoint is changed before the sync
-        with T.stage_run("evaluate", demo_params(), root) as tr:
+        with stage_run("evaluate", demo_params(), root) as tr:
             assert register_evaluated_model(demo_params(), root, tr, synthetic_split(),
                                             metrics) is None
     out, err = capfd.readouterr()

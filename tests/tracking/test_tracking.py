@@ -15,6 +15,7 @@ import pytest
 from ddhpose.config.schema import Params
 from ddhpose.tracking import run_state as R
 from ddhpose.tracking import tracker as T
+from ddhpose.tracking.runs import stage_run
 
 mlflow = pytest.importorskip("mlflow")
 from demo_config import demo_params  # noqa: E402
@@ -45,7 +46,7 @@ def _params(**tracking) -> Params:
 
 
 def _run(stage: str, root: Path, params: Params | None = None) -> T.Tracker:
-    with T.stage_run(stage, params or demo_params(), root) as tr:
+    with stage_run(stage, params or demo_params(), root) as tr:
         tr.log_metrics({"stage_rank": R.STAGE_RANKS[stage]})
     return tr
 
@@ -61,7 +62,7 @@ def test_parent_child_params_metrics_artifacts(env, tmp_path, store):
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "a.txt").write_text("a")
     params = demo_params()
-    with T.stage_run("fetch_data", params, tmp_path) as tr:
+    with stage_run("fetch_data", params, tmp_path) as tr:
         assert tr.mode == "mlflow"
         tr.log_params({"fetch.files": 2, "train.lr": 1e-3})  # same value as the flat param: ok
         tr.log_metrics({"loss": 0.5}, step=1)
@@ -122,7 +123,7 @@ def test_rank_rule_over_a_pipeline(env, tmp_path):
 def test_failed_stage_and_deleted_parent(env, tmp_path):
     client = env
     with pytest.raises(RuntimeError, match="boom"), \
-            T.stage_run("train", demo_params(), tmp_path) as tr:
+            stage_run("train", demo_params(), tmp_path) as tr:
         raise RuntimeError("boom")
     assert client.get_run(tr.run_id).info.status == "FAILED"
     assert client.get_run(tr.parent_run_id).info.status == "FAILED"
@@ -198,7 +199,7 @@ def test_unreachable_server_goes_offline_with_one_warning(monkeypatch, tmp_path,
         monkeypatch.setenv(key, "1")
         monkeypatch.delenv(key)
     monkeypatch.delenv("RANK", raising=False)
-    with T.stage_run("train", demo_params(), tmp_path) as tr:
+    with stage_run("train", demo_params(), tmp_path) as tr:
         for step in range(3):
             tr.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
         tr.log_params({"extra": "x"})
@@ -224,7 +225,7 @@ def test_unreachable_server_goes_offline_with_one_warning(monkeypatch, tmp_path,
 
 def test_bad_uri_and_failure_inside_offline_stage(monkeypatch, tmp_path, capfd):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
-    with pytest.raises(KeyError), T.stage_run("evaluate", demo_params(), tmp_path) as tr:
+    with pytest.raises(KeyError), stage_run("evaluate", demo_params(), tmp_path) as tr:
         tr.log_metrics({"a": 1})
         raise KeyError("x")
     err = capfd.readouterr().err
@@ -236,7 +237,7 @@ def test_bad_uri_and_failure_inside_offline_stage(monkeypatch, tmp_path, capfd):
 
 def test_disabled_tracking_is_offline_without_warning(monkeypatch, tmp_path, capfd, store):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    with T.stage_run("train", _params(enabled=False), tmp_path) as tr:
+    with stage_run("train", _params(enabled=False), tmp_path) as tr:
         tr.log_metrics({"loss": 1.0}, step=0)
     assert tr.mode == "offline"
     assert "warning" not in capfd.readouterr().err
@@ -247,7 +248,7 @@ def test_disabled_tracking_is_offline_without_warning(monkeypatch, tmp_path, cap
 def test_nonzero_ddp_rank_is_a_noop(monkeypatch, tmp_path, store):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("RANK", "1")
-    with T.stage_run("train", demo_params(), tmp_path) as tr:
+    with stage_run("train", demo_params(), tmp_path) as tr:
         tr.log_metrics({"loss": 1.0})
         tr.log_params({"a": 1})
         tr.log_artifact(tmp_path / "does-not-matter.txt")
@@ -257,7 +258,7 @@ def test_nonzero_ddp_rank_is_a_noop(monkeypatch, tmp_path, store):
 
 def test_unknown_stage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown stage 'fit'"), \
-            T.stage_run("fit", demo_params(), tmp_path):
+            stage_run("fit", demo_params(), tmp_path):
         pass
 
 

@@ -16,7 +16,7 @@ import pytest
 from demo_config import PARAMS_FILE, demo_params
 
 import ddhpose
-from ddhpose.tracking import tracker as T
+from ddhpose.tracking.runs import stage_run
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient
@@ -27,7 +27,7 @@ CODE = Path(ddhpose.__file__).resolve().parents[1]  # the ddhpose under test
 def _offline_stage(monkeypatch, root: Path, uri: str, capfd) -> list[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("RANK", raising=False)
-    with T.stage_run("train", demo_params(), root) as tr:
+    with stage_run("train", demo_params(), root) as tr:
         tr.log_metrics({"loss": 1.0}, step=1)
     assert tr.mode == "offline"
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
@@ -73,7 +73,7 @@ STAGE_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from ddhpose.config.schema import load_params
-    from ddhpose.tracking.tracker import stage_run
+    from ddhpose.tracking.runs import stage_run
     root, mode, params = Path(sys.argv[1]), sys.argv[2], load_params(Path(sys.argv[3]))
     with stage_run("train", params, root) as tr:
         if mode == "hang":

@@ -12,7 +12,7 @@ import pytest
 from demo_config import demo_params
 
 from ddhpose.cli import main
-from ddhpose.tracking import tracker as T
+from ddhpose.tracking.runs import stage_run
 from ddhpose.tracking.sync import read_segments
 
 pytest.importorskip("mlflow")
@@ -32,12 +32,12 @@ def _outage_stages(monkeypatch, root: Path) -> None:
     (root / "tables").mkdir()
     (root / "tables" / "a.csv").write_text("x\n1\n")
     for attempt in range(2):  # two executions of train append to the same file
-        with T.stage_run("train", demo_params(), root) as tr:
+        with stage_run("train", demo_params(), root) as tr:
             for step in range(3):
                 tr.log_metrics({"loss": 1.0 / (step + 1) + attempt}, step=step)
             tr.set_tags({"attempt": attempt})
             tr.log_artifact(root / "best.pt", "models")
-    with pytest.raises(RuntimeError), T.stage_run("evaluate", demo_params(), root) as tr:
+    with pytest.raises(RuntimeError), stage_run("evaluate", demo_params(), root) as tr:
         tr.log_metrics({"p1": 50.0}, step=1, also_parent=True)
         tr.log_artifacts(root / "tables", "eval/tables")
         raise RuntimeError("boom")
