@@ -137,6 +137,18 @@ def _with_suffix_file(tmp: Path, suffix: str) -> Path:
     return tmp.with_name(tmp.name + suffix)
 
 
+def _output_path(out_path: str | Path) -> tuple[Path, str]:
+    """``(path, lower-case suffix)`` of a render output; DataError for a type it cannot write."""
+    out = Path(out_path)
+    ext = out.suffix.lower()
+    if ext not in FORMATS:
+        raise DataError(out, f"unknown output type '{ext}' (expected {', '.join(FORMATS)})")
+    if ext == ".mp4" and shutil.which("ffmpeg") is None:
+        raise DataError(out, "mp4 output needs ffmpeg, which is not installed (not on PATH); "
+                             "write a .gif or .png instead")
+    return out, ext
+
+
 def render_sequence(
     poses_3d: np.ndarray,
     out_path: str | Path,
@@ -165,13 +177,7 @@ def render_sequence(
     Returns:
         the written path.
     """
-    out = Path(out_path)
-    ext = out.suffix.lower()
-    if ext not in FORMATS:
-        raise DataError(out, f"unknown output type '{ext}' (expected {', '.join(FORMATS)})")
-    if ext == ".mp4" and shutil.which("ffmpeg") is None:
-        raise DataError(out, "mp4 output needs ffmpeg, which is not installed (not on PATH); "
-                             "write a .gif or .png instead")
+    out, ext = _output_path(out_path)
     pose = np.asarray(poses_3d, dtype=np.float64)
     j = skeleton.num_joints
     if pose.ndim != 3 or pose.shape[1:] != (j, 3) or pose.shape[0] < 1:
@@ -285,13 +291,7 @@ def render_tracks(
     Returns:
         the written path.
     """
-    out = Path(out_path)
-    ext = out.suffix.lower()
-    if ext not in FORMATS:
-        raise DataError(out, f"unknown output type '{ext}' (expected {', '.join(FORMATS)})")
-    if ext == ".mp4" and shutil.which("ffmpeg") is None:
-        raise DataError(out, "mp4 output needs ffmpeg, which is not installed (not on PATH); "
-                             "write a .gif or .png instead")
+    out, ext = _output_path(out_path)
     if not tracks:
         raise ValueError("no track to render")
     if not (np.isfinite(fps) and fps > 0) or max_frames < 1:
