@@ -7,8 +7,9 @@ package root and imports nothing of theirs.
 - :func:`move_aside`: ``<folder>/<UTC timestamp>/`` for results a new run must not overwrite (an
   interrupted or stale training run that DVC never cached): nothing a user trained or computed is
   deleted;
-- :func:`shared_dir`: the project's ``../shared`` fixtures folder (``DDHPOSE_SHARED`` overrides),
-  used by the parity tests and ``ddhpose bench``.
+- :func:`shared_dir`: the folder of the recorded reference outputs and the real 3DHP
+  annotations (``DDHPOSE_SHARED``; what it holds and how it was made: docs/faithfulness.md), used
+  by the parity tests and ``ddhpose bench``; they skip without it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def project_root() -> Path:
 
 
 def shared_dir() -> Path:
-    """``DDHPOSE_SHARED``, else ``../shared`` beside the checkout that holds this package (the
-    original code's recorded outputs and the real 3DHP annotations; absent in a plain clone)."""
+    """``DDHPOSE_SHARED``, else a ``shared`` folder beside the checkout that holds this package
+    (docs/faithfulness.md says what it holds; absent in a plain clone)."""
     return Path(os.environ.get("DDHPOSE_SHARED", REPO.parent / "shared"))
 
 @dataclass(frozen=True)
