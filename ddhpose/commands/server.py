@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddhpose.tracking.server import ServerConfig, ServerError, ensure_extra, serve
+    from ddhpose.extras import ensure_extra
+    from ddhpose.tracking.server import EXTRA, EXTRA_MODULES, ServerConfig, ServerError, serve
 
     if not 1 <= args.port <= 65535:
         raise ServerError(f"--port must be in 1..65535, got {args.port}")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"ddhpose server: {msg}", flush=True)
 
-    ensure_extra(log)
+    ensure_extra(log, EXTRA, EXTRA_MODULES, error=ServerError)
     config = ServerConfig(data_dir=data_dir, host=args.host, port=args.port,
                           backend_store_uri=uri, artifacts_destination=args.artifacts_destination,
                           workers=args.workers, allowed_hosts=args.allowed_hosts)

@@ -8,7 +8,8 @@ through its ``postgresql://`` URI. Artifacts go to ``--artifacts-destination`` (
 Stopping (SIGINT / SIGTERM) stops ``mlflow server`` first, then PostgreSQL cleanly (``pg_ctl stop
 -w``: a "fast" shutdown that ends with a checkpoint), so the database is consistent and a restart
 on the same data folder finds the earlier runs. The packages of the ``team`` extra (``pgserver``,
-``psycopg``) are installed into the running interpreter when missing.
+``psycopg``) are installed into the running interpreter when missing (by ``ddhpose server``,
+through :func:`ddhpose.extras.ensure_extra`).
 
 Nothing outlives ``ddhpose server``, even ``kill -9``: what it starts is recorded and a watchdog
 stops it when the server dies (:mod:`ddhpose.tracking.leftovers`).
@@ -17,9 +18,6 @@ stops it when the server dies (:mod:`ddhpose.tracking.leftovers`).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
-import importlib.util
 import os
 import re
 import signal
@@ -48,6 +46,8 @@ from ddhpose.tracking.leftovers import (
 )
 
 EXTRA = "team"
+#: the modules of the ``team`` extra that ``ddhpose server`` needs
+EXTRA_MODULES = ("pgserver", "psycopg")
 # mlflow server's background job workers (GenAI scorers, ~240 MB each) are not used here.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 START_TIMEOUT_S = 180.0
@@ -74,50 +74,6 @@ class ServerConfig:
 
     def artifacts(self) -> str:
         return self.artifacts_destination or str((self.data_dir / "artifacts").resolve())
-
-
-# --- the optional extra ---------------------------------------------------------------------------
-
-
-def extra_requirements(extra: str = EXTRA) -> list[str]:
-    """The pinned requirements of ``ddhpose[extra]``: from the installed package's metadata, else
-    (installed before the extra existed) from the ``pyproject.toml`` beside the package."""
-    try:
-        reqs = importlib.metadata.requires("ddhpose") or []
-    except importlib.metadata.PackageNotFoundError:
-        reqs = []
-    marker = re.compile(r"""extra\s*==\s*["']""" + re.escape(extra) + r"""["']""")
-    found = [r.split(";")[0].strip() for r in reqs if marker.search(r)]
-    if found:
-        return found
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    try:
-        import tomllib
-
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (ImportError, OSError, ValueError):
-        return []
-    return list(data.get("project", {}).get("optional-dependencies", {}).get(extra, []))
-
-
-def ensure_extra(log: Callable[[str], None], extra: str = EXTRA,
-                 modules: tuple[str, ...] = ("pgserver", "psycopg")) -> None:
-    """Import ``modules``; install the ``extra``'s pins into this interpreter if one is missing."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not missing:
-        return
-    reqs = extra_requirements(extra)
-    if not reqs:
-        raise ServerError(f"missing {', '.join(missing)} and ddhpose's [{extra}] extra is unknown "
-                          f"to this interpreter ({sys.executable}); install it: pip install -e "
-                          f"'.[{extra}]'")
-    log(f"installing the [{extra}] extra: {' '.join(reqs)}")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *reqs],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ServerError(f"pip install {' '.join(reqs)} failed: {last}")
-    importlib.invalidate_caches()
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ddhpose.cli import main
-from ddhpose.tracking.server import ServerConfig, extra_requirements, mlflow_server_command
+from ddhpose.extras import extra_requirements
+from ddhpose.tracking.server import ServerConfig, mlflow_server_command
 
 REPO = Path(__file__).resolve().parents[2]
 tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
