@@ -15,6 +15,9 @@ Saved layout (``predictions.npz``, no pickles), frames aligned with the split's 
 - ``p_best_oracle``, ``p_agg``, ``j_best_oracle``, ``j_agg``: float32 (T, K, J, 3) root-relative
   metres, root 0 (later clips overwrite the overlap of a sequence's last clip);
 - ``hypotheses`` (optional): float32 (T, K, H, J, 3);
+- ``spread``: float32 (T, J) metres, the per-joint spread over the H hypotheses at the last DDIM
+  step (:func:`ddhpose.evaluation.uncertainty.joint_spread`; 0 at the root joint and when H = 1),
+  written back like the poses (absent from files written before it existed: None on loading);
 - ``batch_seq`` int64 (NB,), ``batch_frames`` int64 (NB,) scored frames, and one float64
   (NB, K) array ``err_<p1|p2>_<aggregation>`` of per-batch mean errors in mm.
 """
@@ -35,6 +38,7 @@ from ddhpose.data.clips import sequence_eval_clips
 from ddhpose.data.processed import ProcessedSplit
 from ddhpose.errors import DataError
 from ddhpose.evaluation.aggregate import AGGREGATIONS, aggregate_batch
+from ddhpose.evaluation.uncertainty import joint_spread
 from ddhpose.io import atomic_open, read_npz
 
 if TYPE_CHECKING:
@@ -52,6 +56,7 @@ class SplitPredictions:
     hypotheses: np.ndarray | None = None
     seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    spread: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -68,6 +73,7 @@ class SequencePredictions:
         batch_frames: scored frames of each of its batches, in order.
         batch_errors: key -> one float64 (K,) array of mean errors in mm per batch.
         hypotheses: float32 (N, K, H, J, 3) metres, or None.
+        spread: float32 (N, J) metres, the spread over hypotheses at the last DDIM step.
     """
 
     index: int
@@ -75,6 +81,7 @@ class SequencePredictions:
     batch_frames: list[int]
     batch_errors: dict[str, list[np.ndarray]]
     hypotheses: np.ndarray | None = None
+    spread: np.ndarray | None = None
 
 
 def shard_sequences(lengths: Sequence[int], shards: int) -> list[list[int]]:
@@ -128,6 +135,7 @@ def predict_sequences(
                      for a in AGGREGATIONS}
         seq_hyp = (np.zeros((n_clips, frames, steps, hypotheses, n_joints, 3), np.float32)
                    if save_hypotheses else None)
+        seq_spread = np.zeros((n_clips, frames, n_joints), np.float32)
         part = SequencePredictions(seq.index, {}, [], {})
         for lo in range(0, n_clips, batch_clips):
             sl = slice(lo, min(lo + batch_clips, n_clips))
@@ -151,6 +159,10 @@ def predict_sequences(
                                       protocol2=protocol2)
             for name in AGGREGATIONS:  # (b, K, F, J, 3) -> (b, F, K, J, 3) metres
                 seq_poses[name][sl] = agg.poses[name].transpose(0, 2, 1, 3, 4) / scale
+            # (b, H, F, J, 3) at the last step -> (b, F, H, J, 3) -> (b, F, J) metres
+            spread = joint_spread(pred[:, -1].numpy().transpose(0, 2, 1, 3, 4)) / scale
+            spread[..., skel.root] = 0.0
+            seq_spread[sl] = spread
             if seq_hyp is not None:
                 h = pred.numpy().copy()
                 h[..., skel.root, :] = 0.0
@@ -159,6 +171,7 @@ def predict_sequences(
             for key, value in agg.errors_mm.items():
                 part.batch_errors.setdefault(key, []).append(np.asarray(value, np.float64))
         part.poses = {name: clips.write_back(seq_poses[name]) for name in AGGREGATIONS}
+        part.spread = clips.write_back(seq_spread)
         if seq_hyp is not None:
             part.hypotheses = clips.write_back(seq_hyp)
         out.append(part)
@@ -187,6 +200,7 @@ def assemble_split(
     poses = {a: np.zeros((t_total, steps, n_joints, 3), np.float32) for a in AGGREGATIONS}
     hyp = (np.zeros((t_total, steps, hypotheses, n_joints, 3), np.float32)
            if save_hypotheses else None)
+    spread = np.zeros((t_total, n_joints), np.float32)
     batch_seq: list[int] = []
     batch_frames: list[int] = []
     batch_err: dict[str, list[np.ndarray]] = {}
@@ -198,6 +212,8 @@ def assemble_split(
             poses[name][frame_slice] = part.poses[name]
         if hyp is not None and part.hypotheses is not None:
             hyp[frame_slice] = part.hypotheses
+        if part.spread is not None:
+            spread[frame_slice] = part.spread
         batch_seq.extend([index] * len(part.batch_frames))
         batch_frames.extend(part.batch_frames)
         for key, values in part.batch_errors.items():
@@ -209,6 +225,7 @@ def assemble_split(
         batch_errors={k: np.stack(v) for k, v in batch_err.items()},
         hypotheses=hyp,
         seconds=seconds,
+        spread=spread,
     )
 
 
@@ -262,6 +279,8 @@ def write_predictions(fh: BinaryIO, pred: SplitPredictions) -> None:
         arrays[f"err_{key}"] = value
     if pred.hypotheses is not None:
         arrays["hypotheses"] = pred.hypotheses
+    if pred.spread is not None:
+        arrays["spread"] = np.asarray(pred.spread, np.float32)
     np.savez(fh, **arrays)
 
 
@@ -273,7 +292,8 @@ def save_predictions(path: str | Path, pred: SplitPredictions) -> Path:
 
 
 def load_predictions(path: str | Path, split: ProcessedSplit | None = None) -> SplitPredictions:
-    """Read ``predictions.npz``; with ``split``, check it covers the split's frames."""
+    """Read ``predictions.npz``; with ``split``, check it covers the split's frames. ``spread``
+    is None for a file written before the sample stage kept it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "predictions file not found (run the sample stage first)")
@@ -291,4 +311,5 @@ def load_predictions(path: str | Path, split: ProcessedSplit | None = None) -> S
         batch_frames=arrays["batch_frames"],
         batch_errors={k[4:]: v for k, v in arrays.items() if k.startswith("err_")},
         hypotheses=arrays.get("hypotheses"),
+        spread=arrays.get("spread"),
     )

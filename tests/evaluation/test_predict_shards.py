@@ -50,6 +50,8 @@ def test_any_sharding_gives_the_single_process_arrays(ranks):
     assert single.batch_errors.keys() == sharded.batch_errors.keys()
     for key, arr in single.batch_errors.items():
         assert np.array_equal(arr, sharded.batch_errors[key]), key
+    assert single.spread is not None and single.spread.shape == (split.num_frames, 17)
+    assert np.array_equal(single.spread, sharded.spread)
 
 
 def test_a_missing_or_doubled_sequence_is_refused():
