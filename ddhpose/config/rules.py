@@ -83,6 +83,9 @@ def validate(p: Params) -> None:
     _check("eval.headline", e.headline in HEADLINES, f"must be one of {'|'.join(HEADLINES)}",
            e.headline)
     _check("eval.render_clips", e.render_clips >= 0, "must be >= 0", e.render_clips)
+    _check("eval.smooth_window", e.smooth_window == 0 or (e.smooth_window >= 3
+                                                          and e.smooth_window % 2 == 1),
+           "must be 0 (off) or an odd number >= 3", e.smooth_window)
     _check("tracking.experiment_prefix", bool(_SAFE_NAME.match(p.tracking.experiment_prefix)),
            "must be a non-empty name of letters, digits, '_', '-', '.'",
            p.tracking.experiment_prefix)

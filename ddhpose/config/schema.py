@@ -108,6 +108,9 @@ class EvalParams:
     headline: str = doc("aggregation in metrics.json: j_agg | p_agg | p_best_oracle | "
                         "j_best_oracle")
     render_clips: int = doc("clips rendered as plots (0 = none)")
+    smooth_window: int = doc("frames of the Savitzky-Golay temporal filter whose effect on P1 "
+                             "and acceleration error evaluate measures (odd >= 3; 0 = do not "
+                             "measure); also the default of ddhpose infer --smooth")
 
 
 @dataclass(frozen=True)

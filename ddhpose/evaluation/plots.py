@@ -4,12 +4,15 @@ Inputs are the tidy tables of the evaluation modules:
 - Human3.6M: rows (action, aggregation, protocol, step, mm, oracle).
 - training log: rows (epoch, loss_total, ..., val_mpjpe_mm).
 - MPI-INF-3DHP: a PCK curve per aggregation, thresholds in mm.
+- uncertainty calibration: mean spread and error (mm) per spread decile per aggregation
+  (:func:`ddhpose.evaluation.calibration.calibration`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -99,5 +102,22 @@ def plot_pck_curves(
     ax.set_ylabel("PCK (%)")
     ax.set_ylim(0, 100)
     ax.set_title("PCK against threshold")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_uncertainty_vs_error(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Mean joint error (mm) against mean spread (mm) per spread decile, one line per
+    aggregation (``results``: aggregation -> a :func:`calibration` dict with ``deciles`` and
+    ``spearman``). A calibrated spread gives a rising line."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for agg, r in results.items():
+        dec = r["deciles"]
+        rho = r["spearman"]
+        label = f"{agg} (Spearman {rho:.2f})" if np.isfinite(rho) else agg
+        ax.plot(dec["spread_mm"], dec["error_mm"], marker="o", label=label)
+    ax.set_xlabel("spread over hypotheses (mm), decile mean")
+    ax.set_ylabel("joint error (mm), decile mean")
+    ax.set_title("Error per spread decile (root excluded), last DDIM step")
     ax.legend(fontsize=8)
     return _save(fig, path)

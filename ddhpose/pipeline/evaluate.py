@@ -12,6 +12,7 @@ import pandas as pd
 
 from ddhpose.data.processed import load_split
 from ddhpose.evaluation import plots
+from ddhpose.evaluation.calibration import uncertainty_report
 from ddhpose.evaluation.predict import load_predictions
 from ddhpose.evaluation.report import (
     h36m_tables,
@@ -20,6 +21,7 @@ from ddhpose.evaluation.report import (
     mpi3dhp_tables,
     per_step_dict,
 )
+from ddhpose.evaluation.temporal_report import temporal_report
 from ddhpose.io import atomic_open, probe_writable, read_json, write_json
 from ddhpose.project import ProjectPaths
 from ddhpose.registry.register import register_evaluated_model
@@ -67,6 +69,10 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         "oracle_aggregations": ["p_best_oracle", "j_best_oracle"],
         "sample_frames_per_second": sample_meta.get("frames_per_second"),
     }
+    quality = [temporal_report(test, pred.poses, paths.eval_dir, params.eval.smooth_window),
+               uncertainty_report(test, pred, paths.eval_dir, paths.plots)]
+    for rep in quality:  # docs/evaluation.md "Temporal quality and uncertainty"
+        metrics.update(rep.metrics)
     write_json(paths.metrics, metrics)
 
     figures = [
@@ -81,13 +87,20 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
                                              tables.extra["pck_curves"],
                                              paths.plots / "pck_vs_threshold.png"))
     figures += _render_clips(params, test, pred, paths)
+    figures += [f for rep in quality for f in rep.files if f.suffix == ".png"]
 
     _log(tracker, params, tables, metrics, figures, paths)
+    for rep in quality:  # per action in the stage's run; overall values also in the parent
+        tracker.log_metrics({k: v for k, v in rep.mlflow.items() if "/" in k})
+        tracker.log_metrics({k: v for k, v in rep.mlflow.items() if "/" not in k},
+                            also_parent=True)
     register_evaluated_model(params, root, tracker, test, metrics)
     print(f"evaluate: {head['aggregation']} P1 {head['p1_mm']:.2f} mm"
           + (f", P2 {head['p2_mm']:.2f} mm" if "p2_mm" in head else "")
           + (f" (mean-pose baseline {baseline['p1_mm']:.2f} mm)" if baseline else
              " (no training split: no mean-pose baseline)") + f" -> {paths.metrics}")
+    for line in (line for rep in quality for line in rep.lines):
+        print(line)
 
 
 def _write_h36m_protocol_tables(table: pd.DataFrame, out_dir: Path) -> None:
