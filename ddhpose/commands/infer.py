@@ -10,7 +10,8 @@ new or, on any failure, both old); never over an input file, over an existing fi
 - ``root_translation`` (T, 3) metres and ``intrinsic_px`` (9,) with ``--aggregate j_agg``;
 - settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``precision`` (e.g.
   ``float32``, ``bfloat16-weights`` on a CPU, ``bfloat16-autocast`` or ``float32-tf32`` on a GPU),
-  ``checkpoint``, ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints);
+  ``checkpoint``, ``keypoints_file``, ``source_layout``, ``filled`` (interpolated keypoints),
+  ``runtime`` (``torch``, or ``onnx`` with ``--onnx FILE``: then ``checkpoint`` is that file);
   ``track`` with ``--track ID``.
 
 A file with track ids (several people: AlphaPose ``idx``, a ``track`` column, a ``tracks`` list;
@@ -43,17 +44,26 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+    parser.add_argument("--checkpoint", metavar="CKPT",
                         help="model checkpoint (ours, or an authors' .bin) or an MLflow model "
                              "URI: models:/ddhpose-h36m@champion, models:/NAME/VERSION, "
                              "runs:/ID/PATH "
-                             "(tracking server from MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    parser.add_argument("--keypoints", required=True, metavar="FILE",
+                             "(tracking server from MLFLOW_TRACKING_URI, else ./mlflow.db); "
+                             "required unless --runtime onnx")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="torch (default) or onnx: the denoiser graph of --onnx on "
+                             "onnxruntime (CPU, float32; see docs/deployment.md)")
+    parser.add_argument("--onnx", metavar="FILE.onnx", default=None,
+                        help="with --runtime onnx: a graph written by ddhpose export onnx (it "
+                             "carries the model config; no --checkpoint)")
+    parser.add_argument("--keypoints", metavar="FILE",
                         help="2D keypoints in pixels: our .npz, .json or .csv, an OpenPose "
                              "--write_json folder, AlphaPose alphapose-results.json, MMPose "
-                             "predictions or a MediaPipe landmark dump (see ddhpose.keypoints)")
-    parser.add_argument("--out", required=True, metavar="OUT",
-                        help="output .npz (a .json with the same content is written next to it)")
+                             "predictions or a MediaPipe landmark dump (see ddhpose.keypoints); "
+                             "required unless --stream (then JSON lines, default stdin)")
+    parser.add_argument("--out", metavar="OUT",
+                        help="output .npz (a .json with the same content is written next to it); "
+                             "required unless --stream (then a .jsonl, default stdout)")
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
                         help="keypoint layout when neither the file nor its joint count names "
                              "it (17 joints)")
@@ -89,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
     parser.add_argument("--force", action="store_true",
                         help="replace existing OUT.npz / OUT.json (never an input file)")
+    from ddhpose.commands.infer_stream import add_stream_arguments
+
+    add_stream_arguments(parser)
 
 
 # upper bounds of the numbers a user gives (beyond them a typo costs hours or all the memory)
@@ -100,7 +113,16 @@ MAX_IMAGE_SIDE_PX = 100_000.0
 def _check(args: argparse.Namespace) -> None:
     from ddhpose.errors import DataError
 
-    if Path(args.out).suffix.lower() != ".npz":
+    if args.runtime == "onnx":  # ddhpose/deploy/onnx_runtime.py
+        from ddhpose.deploy.onnx_runtime import check_infer_options
+
+        check_infer_options(args.onnx, args.checkpoint, args.device, args.dtype,
+                            stream=getattr(args, "stream", False))
+    elif args.onnx is not None:
+        raise DataError(args.onnx, "--onnx needs --runtime onnx")
+    elif args.checkpoint is None:
+        raise DataError(None, "--checkpoint is required (unless --runtime onnx)")
+    if not getattr(args, "stream", False) and Path(args.out).suffix.lower() != ".npz":
         raise DataError(args.out, "--out must end in .npz")
     for name, top in (("hypotheses", MAX_HYPOTHESES), ("steps", None),
                       ("batch_windows", MAX_BATCH_WINDOWS)):
@@ -203,9 +225,16 @@ def run(args: argparse.Namespace) -> int:
     from ddhpose.model.checkpoint import load_model
     from ddhpose.model.precision import precision_label, sample_dtype, set_tf32
 
+    if getattr(args, "stream", False):  # live: ddhpose/commands/infer_stream.py
+        from ddhpose.commands.infer_stream import run_stream
+
+        return run_stream(args, check=_check, local_checkpoint=_local_checkpoint)
+    if args.keypoints is None or args.out is None:
+        raise DataError(None, "--keypoints and --out are required (unless --stream)")
     _check(args)
     outputs = output_paths(args)
-    check_outputs(outputs, inputs=[args.keypoints, args.checkpoint], force=args.force)
+    check_outputs(outputs, inputs=[i for i in (args.keypoints, args.checkpoint, args.onnx) if i],
+                  force=args.force)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError(None, "--device cuda was asked for but CUDA is not available")
     device = torch.device(args.device)
@@ -213,9 +242,16 @@ def run(args: argparse.Namespace) -> int:
     set_tf32(args.tf32)
     with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
         # an MLflow URI first: a registry that cannot be reached is the one line to show
-        checkpoint = _local_checkpoint(args.checkpoint, Path(tmp))
+        onnx = args.runtime == "onnx"  # the graph's config is in its metadata: no checkpoint
+        checkpoint = None if onnx else _local_checkpoint(args.checkpoint, Path(tmp))
         people = read_tracks(args, "infer")
-        model = load_model(checkpoint, map_location=args.device).to(args.device)
+        if onnx:
+            from ddhpose.deploy.onnx_runtime import load_for_infer
+
+            model = load_for_infer(args.onnx, lambda m: print(f"ddhpose infer: {m}",
+                                                              file=sys.stderr, flush=True))
+        else:
+            model = load_model(checkpoint, map_location=args.device).to(args.device)
     if args.steps > model.config.timesteps:
         raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "
                                          f"{model.config.timesteps} diffusion timesteps")
@@ -245,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "seed": args.seed,
         "precision": precision_label(dtype, device, args.tf32, autocast=False),
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": str(args.checkpoint if args.runtime == "torch" else args.onnx),
+        "runtime": args.runtime,
         "keypoints_file": str(args.keypoints),
         "source_layout": kps.source_layout,
         "filled": sum(k.filled for k in people.tracks.values()),
