@@ -157,7 +157,9 @@ def n_mpjpe(pred: Array, target: Array) -> Array:
 
 
 def mpjve(pred: Array, target: Array, frame_axis: int = -3) -> Array:
-    """Mean per-joint velocity error: MPJPE of the first differences along ``frame_axis``.
+    """Mean per-joint velocity error: MPJPE of the first differences along ``frame_axis``, in
+    input unit per frame (the mean of :func:`ddhpose.evaluation.temporal.velocity_error`, which
+    gives it per frame and joint; the evaluate stage's per-sequence tables use that one).
 
     Args:
         pred, target: (..., F, J, 3) pose sequences (F >= 2 along ``frame_axis``).
