@@ -2,8 +2,10 @@
 one line before MLflow's scoring server parses it.
 
 :func:`check_params` and :func:`check_size` check a request's params and size against
-:mod:`ddhpose.inference.limits` (the bounds ``ddhpose infer`` shares); :class:`RequestError` is
-HTTP 400 with one line, :class:`RequestTooLarge` HTTP 413.
+:mod:`ddhpose.inference.limits` (the bounds ``ddhpose infer`` shares); :func:`split_rows` splits
+the input rows into people by ``params.tracks`` and orders them by ``params.frames`` (the request
+format is in :mod:`ddhpose.registry.served_model`); :class:`RequestError` is HTTP 400 with one
+line, :class:`RequestTooLarge` HTTP 413.
 
 :class:`RequestFront` stands in front of MLflow's scoring app under ``mlflow models serve``
 (:func:`install_request_front`, called when the model is loaded): MLflow parses the body and
@@ -21,6 +23,7 @@ import asyncio
 import json
 import sys
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,10 +38,17 @@ from ddhpose.inference.limits import (
     MAX_STEPS,
     served_work,
 )
+from ddhpose.keypoints.layouts import LAYOUTS, accepted_layouts
+from ddhpose.keypoints.readers import TRACK_ID
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "layout": "h36m17", "image_size": [1000.0, 1000.0], "hypotheses": 1, "steps": 1, "seed": 0,
+    "layout": "auto", "image_size": [1000.0, 1000.0], "hypotheses": 1, "steps": 1, "seed": 0,
+    "tracks": [], "frames": [], "uncertainty": False,
 }
+# ``layout: auto`` (the default): the layout the joint count names (LAYOUT_BY_JOINTS: 25, 26, 33,
+# 133 joints), else ``h36m17`` (17 joints stay Human3.6M-17 unless the request says otherwise)
+AUTO_LAYOUT = "auto"
+FALLBACK_LAYOUT = "h36m17"
 
 
 class RequestError(MlflowException):
@@ -99,6 +109,25 @@ def check_params(params: Any) -> dict[str, Any]:
     if not isinstance(p["layout"], str):
         raise _bad(f"params.layout must be a string such as 'coco17' or 'h36m17', got "
                    f"{_describe(p['layout'])}")
+    if p["layout"] != AUTO_LAYOUT and p["layout"] not in LAYOUTS:
+        raise _bad(f"params.layout: unknown keypoint layout {_describe(p['layout'])} (known: "
+                   f"{AUTO_LAYOUT}, {accepted_layouts()})")
+    tracks, frames = p["tracks"], p["frames"]
+    if not isinstance(tracks, (list, tuple, np.ndarray)) or not all(
+            isinstance(t, str) and TRACK_ID.match(t) for t in tracks):
+        bad = next((t for t in tracks if not (isinstance(t, str) and TRACK_ID.match(t))), tracks
+                   ) if isinstance(tracks, (list, tuple, np.ndarray)) else tracks
+        raise _bad(f"params.tracks must be a list of track ids, one per input row, each a string "
+                   f"of 1-64 letters, digits, '_' or '-' (e.g. [\"1\", \"1\", \"2\"]), got "
+                   f"{_describe(bad)}")
+    if not isinstance(frames, (list, tuple, np.ndarray)) or not all(
+            _is_int(f) and 0 <= f < 2**31 for f in frames):
+        bad = next((f for f in frames if not (_is_int(f) and 0 <= f < 2**31)), frames
+                   ) if isinstance(frames, (list, tuple, np.ndarray)) else frames
+        raise _bad(f"params.frames must be a list of frame numbers (integers >= 0), one per "
+                   f"input row, got {_describe(bad)}")
+    if not isinstance(p["uncertainty"], (bool, np.bool_)):
+        raise _bad(f"params.uncertainty must be true or false, got {_describe(p['uncertainty'])}")
     size = p["image_size"]
     if not (isinstance(size, (list, tuple, np.ndarray)) and len(size) == 2 and all(
             isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -112,13 +141,74 @@ def check_params(params: Any) -> dict[str, Any]:
     return p
 
 
-def check_size(frames: int, hypotheses: int, steps: int, window: int) -> None:
-    """:class:`RequestTooLarge` if a request is over a bound of :mod:`ddhpose.inference.limits`."""
+@dataclass(frozen=True)
+class RowTrack:
+    """The input rows of one person of a request, in frame order.
+
+    Attributes:
+        track: the track id (None for a request without ``params.tracks``).
+        rows: (n,) indices of the request's input rows, sorted by frame.
+        frames: (n,) the frame number of each of these rows, strictly increasing.
+    """
+
+    track: str | None
+    rows: np.ndarray
+    frames: np.ndarray
+
+    @property
+    def span(self) -> int:
+        """Frames lifted for this track: first to last frame, gaps included."""
+        return int(self.frames[-1] - self.frames[0] + 1)
+
+
+def split_rows(n_rows: int, tracks: Any = (), frames: Any = ()) -> list[RowTrack]:
+    """A request's ``n_rows`` input rows split by ``params.tracks`` (one id per row; empty: one
+    person) and ordered by ``params.frames`` (one frame number per row; empty: each track's rows
+    are consecutive frames in request order). Tracks come in the order of their first row.
+    :class:`RequestError` for a list whose length is not ``n_rows`` or a frame given twice for
+    one track."""
+    tracks, frames = list(tracks), list(frames)
+    for key, values in (("tracks", tracks), ("frames", frames)):
+        if values and len(values) != n_rows:
+            raise _bad(f"params.{key} has {len(values)} entries for {n_rows} input rows: give "
+                       f"one per row")
+    ids = [str(t) for t in tracks] if tracks else [None] * n_rows
+    order: dict[str | None, list[int]] = {}
+    for row, tid in enumerate(ids):
+        order.setdefault(tid, []).append(row)
+    out = []
+    for tid, rows in order.items():
+        if frames:
+            fr = np.asarray([frames[r] for r in rows], dtype=np.int64)
+            sort = np.argsort(fr, kind="stable")
+            rows_a, fr = np.asarray(rows, dtype=np.int64)[sort], fr[sort]
+            twice = np.flatnonzero(np.diff(fr) == 0)
+            if twice.size:
+                i = int(twice[0])
+                who = f"track {tid}" if tid is not None else "the input"
+                raise _bad(f"params.frames: {who} has frame {int(fr[i])} twice (input rows "
+                           f"{int(rows_a[i])} and {int(rows_a[i + 1])})")
+        else:
+            rows_a = np.asarray(rows, dtype=np.int64)
+            fr = np.arange(len(rows), dtype=np.int64)
+        out.append(RowTrack(tid, rows_a, fr))
+    return out
+
+
+def check_size(frames: int, hypotheses: int, steps: int, window: int,
+               spans: list[int] | None = None) -> None:
+    """:class:`RequestTooLarge` if a request is over a bound of :mod:`ddhpose.inference.limits`.
+
+    ``spans``: the frames lifted per track (:attr:`RowTrack.span`, gaps included); default one
+    sequence of ``frames`` frames. The frame bound is on their sum, the work is summed per track.
+    """
+    spans = [int(frames)] if spans is None else [int(s) for s in spans]
+    frames = sum(spans)
     if frames > MAX_SERVED_FRAMES:
         raise RequestTooLarge(f"{frames} frames in one request: the served model takes at most "
                               f"{MAX_SERVED_FRAMES}; split the sequence, or run ddhpose infer on "
                               f"it (no frame limit)")
-    work = served_work(hypotheses, steps, frames, window)
+    work = sum(served_work(hypotheses, steps, s, window) for s in spans)
     if work > MAX_SERVED_WORK:
         raise RequestTooLarge(f"hypotheses x steps x max(frames, window {window}) = {work} is over "
                               f"the served model's {MAX_SERVED_WORK}: ask for fewer, or run "
@@ -132,7 +222,7 @@ _SCORING_APP_MODULE = "mlflow.pyfunc.scoring_server.app"
 def check_body(body: bytes, window: int) -> None:
     """The checks :class:`RequestFront` makes on a JSON request body before MLflow parses it:
     :class:`RequestError` (400) or :class:`RequestTooLarge` (413), each one line."""
-    usage = 'send {"inputs": <T x 17 x 2|3 keypoints>, "params": {...}}'
+    usage = 'send {"inputs": <T x J x 2|3 keypoints>, "params": {...}}'
     if not body.strip():
         raise _bad(f"empty request body: {usage}")
     try:
@@ -152,9 +242,10 @@ def check_body(body: bytes, window: int) -> None:
         inputs = next(iter(inputs.values()))
     if not (isinstance(inputs, list) and inputs and isinstance(inputs[0], list)
             and inputs[0] and isinstance(inputs[0][0], list)):
-        raise _bad(f"inputs must be T x 17 x 2|3 keypoints (a list of frames of joints of "
-                   f"numbers), got {_describe(inputs)}")
-    check_size(len(inputs), p["hypotheses"], p["steps"], window)
+        raise _bad(f"inputs must be T x J x 2|3 keypoints (a list of rows of J joints of "
+                   f"numbers, J = 17, 25, 26, 33 or 133), got {_describe(inputs)}")
+    groups = split_rows(len(inputs), p["tracks"], p["frames"])
+    check_size(len(inputs), p["hypotheses"], p["steps"], window, [g.span for g in groups])
 
 
 def one_line_message(message: str) -> str:

@@ -2,25 +2,55 @@
 
 Request (``POST /invocations`` of ``mlflow models serve``, or ``pyfunc.predict(inputs, params)``)::
 
-    {"inputs": <T x 17 x 2 or T x 17 x 3 keypoints in pixels (x, y[, confidence])>,
-     "params": {"layout": "coco17" | "h36m17", "image_size": [W, H],
-                "hypotheses": H, "steps": K, "seed": S}}
+    {"inputs": <N x J x 2 or N x J x 3 keypoints in pixels (x, y[, confidence])>,
+     "params": {"layout": "auto" | one of ddhpose.keypoints.LAYOUTS, "image_size": [W, H],
+                "hypotheses": H, "steps": K, "seed": S,
+                "tracks": [one track id per input row], "frames": [one frame number per row],
+                "uncertainty": false | true}}
 
 ``params`` and each of its keys are optional; the defaults are :data:`DEFAULT_PARAMS`
-(``h36m17``, a 1000 x 1000 image, H = 1, K = 1, seed 0). Missing joints (NaN, or confidence 0)
-are interpolated in time. Response: ``{"predictions": <T x 17 x 3>}``, root-relative metres in
-the Human3.6M-17 joint order (pelvis = 0), the mean of the H hypotheses after K DDIM steps,
-whatever the model's dataset (a 3DHP model's joints are mapped to Human3.6M-17).
+(``auto``, a 1000 x 1000 image, H = 1, K = 1, seed 0, no tracks, no frames, no uncertainty).
 
-Bad input (wrong shape, unknown layout, a joint missing in every frame, a bad parameter) raises
+- ``layout``: any layout of :data:`ddhpose.keypoints.LAYOUTS` (converted to Human3.6M-17 by its
+  table). ``auto`` picks the layout the joint count names (25 ``openpose25``, 26 ``halpe26``,
+  33 ``mediapipe33``, 133 ``coco_wholebody133``) and takes 17 joints as ``h36m17``, as before;
+  COCO-17 and MPI-INF-3DHP-17 keypoints must say so. A wrong layout or joint count is a 400.
+- ``tracks`` (several people): one id per input row (strings of 1-64 letters, digits, ``_`` or
+  ``-``). Each track is lifted as its own sequence, tracks in the order of their first row,
+  one noise generator seeded with ``seed`` running through them (as ``ddhpose infer`` does for
+  a file's tracks, so both give the same poses).
+- ``frames``: the frame number of each row. A track's sequence runs from its first to its last
+  frame; frames without a row are missing keypoints, interpolated in time like any other (the
+  rule of :mod:`ddhpose.keypoints`). Without ``frames`` each track's rows are consecutive frames
+  in request order. One frame twice in a track is a 400.
+
+Missing joints (NaN, or confidence 0) are interpolated in time, per track.
+
+Response: the rows of the request, in its order (row i of the answer is the pose of input row i,
+whatever its track; frames filled in a gap are lifted but not returned)::
+
+    {"predictions": <N x 17 x 3>}                      # default
+    {"predictions": {"poses_3d": <N x 17 x 3>,
+                     "uncertainty": <N x 17>}}        # with "uncertainty": true
+
+Poses are root-relative metres in the Human3.6M-17 joint order (pelvis = 0), the mean of the H
+hypotheses after K DDIM steps, whatever the model's dataset (a 3DHP model's joints are mapped to
+Human3.6M-17). ``uncertainty`` is, per joint, the spread of the H hypotheses in metres (the norm
+of the per-axis standard deviation, :func:`ddhpose.evaluation.uncertainty.joint_spread`, the
+``uncertainty`` / ``spread`` of ``ddhpose infer``); with H = 1 it is 0 everywhere (one hypothesis
+has no spread): ask for H >= 2 (the paper uses 20).
+
+Bad input (wrong shape, unknown layout, a joint missing in every frame, a bad parameter, a
+``tracks`` or ``frames`` list whose length is not the number of rows) raises
 ``MlflowException`` with ``INVALID_PARAMETER_VALUE``, which the scoring server answers with
 HTTP 400 and the one-line reason.
 
 Limits (:mod:`ddhpose.inference.limits`, shared with ``ddhpose infer``): H <= 100, K <= 100
 (and <= the model's timesteps), T <= 10,000 frames, H x K x max(T, F) <= 100,000 (F the model's
 window) and a body of at most 32 MiB; beyond them the answer is HTTP 413 with one line (run long
-sequences with ``ddhpose infer``). These are checked before the keypoints are converted or the
-model runs, so a refused request costs no memory and does not hold the worker.
+sequences with ``ddhpose infer``). With tracks, T is the sum of the tracks' spans (first to last
+frame) and the work is summed over tracks. These are checked before the keypoints are converted
+or the model runs, so a refused request costs no memory and does not hold the worker.
 
 Served with ``mlflow models serve``, the model puts
 :class:`ddhpose.registry.request.RequestFront` in front of MLflow's scoring app, so that every bad
@@ -31,7 +61,6 @@ request is answered with one line (see :mod:`ddhpose.registry.request`). Called 
 The logged model holds the checkpoint as the artifact ``checkpoint`` and this package's code, so
 it runs wherever torch, numpy and mlflow are installed.
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,16 +70,20 @@ import mlflow.pyfunc
 import numpy as np
 
 from ddhpose.registry.request import (
+    AUTO_LAYOUT,
     DEFAULT_PARAMS,
+    FALLBACK_LAYOUT,
     RequestError,
+    RowTrack,
     _bad,
     check_params,
     check_size,
     install_request_front,
+    split_rows,
 )
 
-__all__ = ["DEFAULT_PARAMS", "DDHPoseModel", "RequestError", "input_example", "log_model",
-           "pip_requirements", "signature"]
+__all__ = ["DEFAULT_PARAMS", "DDHPoseModel", "RequestError", "input_example", "lift_rows",
+           "log_model", "pip_requirements", "request_layout", "signature"]
 
 
 
@@ -65,36 +98,89 @@ class DDHPoseModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow
         # would read them as a schema; the signature is given when the model is logged
-        """(T, 17, 2|3) pixels -> (T, 17, 3) float32 metres, root-relative, Human3.6M-17."""
+        """(N, J, 2|3) pixels -> (N, 17, 3) float32 metres, root-relative, Human3.6M-17; with
+        ``params.uncertainty`` a dict of that (``poses_3d``) and (N, 17) float32 metres
+        (``uncertainty``). See the module doc for the params."""
         import torch
 
         from ddhpose.errors import DDHPoseError
-        from ddhpose.inference.infer import infer_h36m17
-        from ddhpose.keypoints import keypoints_from_array
 
         p = check_params(params)
         if p["steps"] > self.model.config.timesteps:
             raise _bad(f"params.steps must be <= {self.model.config.timesteps}")
         if isinstance(model_input, dict) and len(model_input) == 1:  # a named tensor
             model_input = next(iter(model_input.values()))
-        frames = len(model_input) if hasattr(model_input, "__len__") else 0
-        check_size(frames, p["hypotheses"], p["steps"], int(self.model.config.frames))
+        rows = len(model_input) if hasattr(model_input, "__len__") else 0
+        groups = split_rows(rows, p["tracks"], p["frames"])
+        check_size(rows, p["hypotheses"], p["steps"], int(self.model.config.frames),
+                   [g.span for g in groups])
         try:
-            kps = keypoints_from_array(np.asarray(model_input), str(p["layout"]),
-                                       p["image_size"], source="request inputs")
+            arr = np.asarray(model_input, dtype=np.float64)
             generator = torch.Generator().manual_seed(int(p["seed"]))
-            res = infer_h36m17(self.model, kps.xy, kps.image_size, hypotheses=int(p["hypotheses"]),
-                               steps=int(p["steps"]), generator=generator, keep_hypotheses=False)
+            poses, spread = lift_rows(self.model, arr, groups, str(p["layout"]),
+                                      p["image_size"], hypotheses=int(p["hypotheses"]),
+                                      steps=int(p["steps"]), generator=generator)
         except (DDHPoseError, ValueError, TypeError) as exc:
             raise _bad(str(exc)) from None
-        return res.poses_3d
+        if p["uncertainty"]:
+            return {"poses_3d": poses, "uncertainty": spread}
+        return poses
+
+
+def request_layout(layout: str, joints: int | None) -> str:
+    """``params.layout`` resolved: ``auto`` is the layout the joint count names
+    (:data:`~ddhpose.keypoints.LAYOUT_BY_JOINTS`), else ``h36m17``; any other name as given."""
+    from ddhpose.keypoints import LAYOUT_BY_JOINTS
+
+    if layout != AUTO_LAYOUT:
+        return layout
+    return LAYOUT_BY_JOINTS.get(joints, FALLBACK_LAYOUT)  # 17 joints are not in it
+
+
+def lift_rows(model: Any, inputs: np.ndarray, groups: list[RowTrack], layout: str,
+              image_size: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Lift a request's rows, track by track (:func:`~ddhpose.registry.request.split_rows`).
+
+    Args:
+        model: a :class:`ddhpose.model.ddhpose.DDHPose`.
+        inputs: (N, J, 2|3) pixels (x, y[, confidence]) in ``layout`` (``auto`` allowed).
+        groups: the rows of each track, in frame order.
+        image_size: [W, H] pixels.
+        kwargs: passed to :func:`ddhpose.inference.infer.infer_h36m17` (hypotheses, steps,
+            generator); the tracks are lifted in the order of ``groups``.
+    Returns:
+        (N, 17, 3) float32 metres root-relative and (N, 17) float32 metres spread, in the order
+        of the input rows.
+    """
+    from ddhpose.inference.infer import infer_h36m17
+    from ddhpose.keypoints import keypoints_from_array
+
+    joints = inputs.shape[1] if inputs.ndim == 3 else None
+    layout = request_layout(layout, joints)
+    source = "request inputs"
+    poses = np.zeros((len(inputs), 17, 3), dtype=np.float32)
+    spread = np.zeros((len(inputs), 17), dtype=np.float32)
+    if inputs.ndim != 3 or not len(inputs):  # keypoints_from_array's one-line shape error
+        keypoints_from_array(inputs, layout, image_size, source=source)
+    for g in groups:
+        first = int(g.frames[0])
+        at = g.frames - first  # each row's place in the track's sequence
+        seq = np.full((g.span, *inputs.shape[1:]), np.nan)
+        seq[at] = inputs[g.rows]
+        kps = keypoints_from_array(seq, layout, image_size, source=source,
+                                   frames=np.arange(first, first + g.span), track=g.track)
+        res = infer_h36m17(model, kps.xy, kps.image_size, keep_hypotheses=False, **kwargs)
+        poses[g.rows] = res.poses_3d[at]
+        spread[g.rows] = res.spread[at]
+    return poses, spread
 
 
 # --- in front of MLflow's scoring server ---------------------------------------------------------
 
 
 def signature() -> Any:
-    """Inputs (T, 17, 2|3) float64 pixels, outputs (T, 17, 3) float32 metres, the params above."""
+    """Inputs (N, J, 2|3) float64 pixels, outputs (N, 17, 3) float32 metres (the default answer;
+    with ``uncertainty`` the answer is a dict, see the module doc), the params above."""
     from mlflow.models import ModelSignature
     from mlflow.types import DataType
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
@@ -108,6 +194,9 @@ def signature() -> Any:
             ParamSpec("hypotheses", DataType.long, DEFAULT_PARAMS["hypotheses"]),
             ParamSpec("steps", DataType.long, DEFAULT_PARAMS["steps"]),
             ParamSpec("seed", DataType.long, DEFAULT_PARAMS["seed"]),
+            ParamSpec("tracks", DataType.string, DEFAULT_PARAMS["tracks"], shape=(-1,)),
+            ParamSpec("frames", DataType.long, DEFAULT_PARAMS["frames"], shape=(-1,)),
+            ParamSpec("uncertainty", DataType.boolean, DEFAULT_PARAMS["uncertainty"]),
         ]),
     )
 

@@ -200,7 +200,7 @@ def test_a_body_that_is_not_json_is_refused(served):
 
 def test_inputs_mlflow_would_reprint_are_one_line(served):
     status, raw = _post(served, {"inputs": [[1.0, 2.0]] * 50})  # 2-D: not frames of joints
-    _one_line(status, raw, "inputs must be T x 17 x 2|3")
+    _one_line(status, raw, "inputs must be T x J x 2|3")
     status, raw = _post(served, {"inputs": [[[1.0, 2.0]] * 17, [[1.0]] * 17] * 40})  # ragged
     assert status == 400
     message = _one_line(status, raw)
