@@ -2,7 +2,9 @@
 every bad request, including the ones MLflow's scoring server refuses before our code runs
 (malformed JSON, an empty body), is a 4xx with one short line; unknown params are refused, not
 ignored; the frames, work and body of a request are bounded (:mod:`ddhpose.inference.limits`),
-and a refused request leaves the server answering."""
+and a refused request leaves the server answering. Several people (``tracks``, ``frames``), the
+other layouts and ``uncertainty``: a two-person AlphaPose file as a request gives, per track, the
+poses ``ddhpose infer`` gives for the same file, and the exact JSON of the answers."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ mlflow = pytest.importorskip("mlflow")
 BIN = Path(sys.executable).parent
 CODE = Path(__file__).resolve().parents[2]
 FRAMES = 9  # the tiny model's window
+SERVED: dict[str, Path] = {}  # the served model's checkpoint, for ddhpose infer on the same model
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def served(tmp_path_factory):
     torch.manual_seed(0)
     model = DDHPose(demo_model(width=8, depth=1, heads=2, frames=FRAMES, timesteps=50)).eval()
     ckpt = save_checkpoint(root / "tiny.pt", model)
+    SERVED["checkpoint"] = ckpt
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment("served", artifact_location=(root / "art").as_uri())
@@ -213,3 +217,105 @@ def test_a_good_request_still_gets_its_poses(served):
     assert status == 200, raw[:500]
     pred = np.asarray(json.loads(raw)["predictions"])
     assert pred.shape == (12, 17, 3) and np.isfinite(pred).all()
+
+
+# --- several people, layouts, uncertainty ---------------------------------------------------------
+
+
+ALPHAPOSE = CODE / "examples" / "alphapose_two_people.json"
+ALPHAPOSE_SIZE = [1000, 1002]  # the example's image (examples/README.md, section 5)
+
+
+def alphapose_request(path: Path) -> dict:
+    """An AlphaPose ``--pose_track`` file (one entry per person and frame) as a served request:
+    one input row per entry (17 x (x, y, score)), ``tracks`` the entries' ``idx``, ``frames``
+    the number in each ``image_id``."""
+    entries = json.loads(path.read_text())
+    return {
+        "inputs": [np.reshape(e["keypoints"], (-1, 3)).tolist() for e in entries],
+        "params": {"layout": "coco17", "image_size": ALPHAPOSE_SIZE,
+                   "tracks": [str(e["idx"]) for e in entries],
+                   "frames": [int(Path(e["image_id"]).stem) for e in entries]},
+    }
+
+
+def test_two_people_from_alphapose_equal_ddhpose_infer_per_track(served, tmp_path):
+    from ddhpose.cli import main
+
+    request = alphapose_request(ALPHAPOSE)
+    request["params"].update({"hypotheses": 2, "steps": 2, "seed": 3, "uncertainty": True})
+    status, raw = _post(served, request)
+    assert status == 200, raw[:500]
+    answer = json.loads(raw)
+    # the exact JSON: {"predictions": {"poses_3d": N x 17 x 3, "uncertainty": N x 17}}
+    assert list(answer) == ["predictions"]
+    assert sorted(answer["predictions"]) == ["poses_3d", "uncertainty"]
+    poses = np.asarray(answer["predictions"]["poses_3d"])
+    spread = np.asarray(answer["predictions"]["uncertainty"])
+    rows = len(request["inputs"])
+    assert poses.shape == (rows, 17, 3) and spread.shape == (rows, 17)
+
+    out = tmp_path / "two.npz"
+    assert main(["infer", "--checkpoint", str(SERVED["checkpoint"]), "--keypoints",
+                 str(ALPHAPOSE), "--image-size", *map(str, ALPHAPOSE_SIZE), "--hypotheses", "2",
+                 "--steps", "2", "--seed", "3", "--out", str(out)]) == 0
+    z = np.load(out)
+    assert z["tracks"].tolist() == ["1", "2"]
+    tracks = np.asarray(request["params"]["tracks"])
+    frames = np.asarray(request["params"]["frames"])
+    for tid in ("1", "2"):
+        mine = tracks == tid
+        at = np.searchsorted(z[f"track_{tid}_frames"], frames[mine])
+        np.testing.assert_array_equal(z[f"track_{tid}_frames"][at], frames[mine])
+        np.testing.assert_allclose(poses[mine], z[f"track_{tid}_poses_3d"][at], atol=1e-5)
+        np.testing.assert_allclose(spread[mine], z[f"track_{tid}_spread"][at], atol=1e-5)
+    assert len(z["track_2_frames"]) > int(np.sum(tracks == "2"))  # person 2's gap was filled
+    assert spread[:, 1:].min() > 0  # two hypotheses differ
+
+
+def test_without_uncertainty_the_answer_is_unchanged(served):
+    request = alphapose_request(ALPHAPOSE)
+    status, raw = _post(served, request)
+    assert status == 200, raw[:500]
+    poses = np.asarray(json.loads(raw)["predictions"])
+    assert poses.shape == (len(request["inputs"]), 17, 3)
+    request["params"]["uncertainty"] = True  # H = 1: the spread is 0
+    status, raw = _post(served, request)
+    assert status == 200, raw[:500]
+    both = json.loads(raw)["predictions"]
+    np.testing.assert_allclose(both["poses_3d"], poses, atol=1e-6)
+    np.testing.assert_array_equal(both["uncertainty"], 0.0)
+
+
+def test_a_25_joint_request_is_read_as_openpose25(served):
+    from ddhpose.keypoints.layouts import COCO17_NAMES, OPENPOSE25_NAMES
+
+    coco = np.asarray(_pose(10))
+    body25 = np.full((10, 25, 2), np.nan)
+    for i, name in enumerate(COCO17_NAMES):
+        body25[:, OPENPOSE25_NAMES.index(name)] = coco[:, i]
+    body25[:, OPENPOSE25_NAMES.index("neck")] = coco[:, 5:7].mean(axis=1)
+    body25[:, OPENPOSE25_NAMES.index("mid_hip")] = coco[:, 11:13].mean(axis=1)
+    inputs = json.loads(json.dumps(body25.tolist()).replace("NaN", "null"))
+    status, raw = _post(served, {"inputs": inputs})  # no layout: 25 joints are BODY_25
+    assert status == 200, raw[:500]
+    status, ref = _post(served, {"inputs": coco.tolist(), "params": {"layout": "coco17"}})
+    assert status == 200, ref[:500]
+    np.testing.assert_allclose(json.loads(raw)["predictions"], json.loads(ref)["predictions"],
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize(("params", "needles"), [
+    ({"tracks": ["a", "b"]}, ["params.tracks has 2 entries for 4 input rows"]),
+    ({"tracks": [1, 1, 2, 2]}, ["params.tracks", "track ids"]),
+    ({"frames": [0, 1, 1, 2]}, ["params.frames", "frame 1 twice"]),
+    ({"frames": [0, 1, 2, -3]}, ["params.frames", "-3"]),
+    ({"uncertainty": "yes"}, ["params.uncertainty"]),
+    ({"layout": "body25"}, ["params.layout", "'body25'", "openpose25"]),
+    ({"layout": "halpe26"}, ["(T, 26, 2)", "got (4, 17, 2)"]),
+])
+def test_bad_tracks_frames_layouts_are_400_one_line(served, params, needles):
+    status, raw = _post(served, {"inputs": _pose(4), "params": params})
+    assert status == 400, raw[:500]
+    _one_line(status, raw, *needles)
+    _still_answers(served)
