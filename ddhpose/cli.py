@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-3dhp": ("evaluate_3dhp", "MPI-INF-3DHP PCK, AUC, MPJPE like the official scripts"),
     "infer": ("infer", "lift your own 2D keypoints (npz/json/csv) to 3D with a checkpoint"),
     "render": ("render", "animate a 3D prediction beside its 2D input (gif/mp4/png)"),
+    "export": ("export", "export a model for other runtimes: export onnx CHECKPOINT OUT.onnx"),
     "bench": ("bench", "measure denoiser, sampling, training and data-loader speed"),
     "tracking": ("tracking", "tracking sync: replay offline MLflow records into the store"),
     "server": ("server", "a team MLflow tracking server on PostgreSQL with artifact proxying"),

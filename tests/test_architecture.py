@@ -197,7 +197,7 @@ LAYERS = {
     "ddhpose.data": 1, "ddhpose.model": 1,
     "ddhpose.synthetic": 2, "ddhpose.evaluation": 2,
     "ddhpose.training": 3, "ddhpose.inference": 3,
-    "ddhpose.config": 4,
+    "ddhpose.config": 4, "ddhpose.deploy": 4,
     "ddhpose.tracking": 5,
     "ddhpose.registry": 6, "ddhpose.bench": 6,
     "ddhpose.pipeline": 7,

@@ -244,13 +244,13 @@ def run(args: argparse.Namespace) -> int:
         # an MLflow URI first: a registry that cannot be reached is the one line to show
         onnx = args.runtime == "onnx"  # the graph's config is in its metadata: no checkpoint
         checkpoint = None if onnx else _local_checkpoint(args.checkpoint, Path(tmp))
-        people = read_tracks(args, "infer")
-        if onnx:
+        if onnx:  # a file onnxruntime cannot load is the one line to show
             from ddhpose.deploy.onnx_runtime import load_for_infer
 
             model = load_for_infer(args.onnx, lambda m: print(f"ddhpose infer: {m}",
                                                               file=sys.stderr, flush=True))
-        else:
+        people = read_tracks(args, "infer")
+        if not onnx:
             model = load_model(checkpoint, map_location=args.device).to(args.device)
     if args.steps > model.config.timesteps:
         raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "

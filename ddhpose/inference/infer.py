@@ -178,7 +178,8 @@ def _sample_windows(
 ) -> np.ndarray:
     """Sampler output of every window, last step, root zeroed: (W, H, F, J, 3) float32 metres."""
     frames = model.config.frames
-    device = next(model.parameters()).device
+    # a DDHPose: its parameters' device; an exported graph (ddhpose.deploy.onnx_runtime): .device
+    device = getattr(model, "device", None) or next(model.parameters()).device
     clips = np.stack([x2d[s:s + frames] for s in starts]).astype(np.float32)  # (W, F, J, 2)
     root = model.skeleton.root
     out = []

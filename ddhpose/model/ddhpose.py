@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +31,7 @@ from ddhpose.model.diffusion import (
     cosine_schedule,
     noise_bone_slots,
 )
-from ddhpose.model.sampler import ddim_sample
+from ddhpose.model.sampler import DenoiseFn, ddim_sample
 from ddhpose.skeleton import Skeleton, flip_joints, get_skeleton, joints_to_slots
 
 
@@ -82,7 +83,7 @@ class DDHPose(nn.Module):
     @property
     def unit_scale(self) -> float:
         """Input/output unit in metres⁻¹: 1.0 (h36m, metres) or 1000.0 (3dhp, millimetres)."""
-        return 1000.0 if self.config.dataset == "3dhp" else 1.0
+        return unit_scale_of(self.config.dataset)
 
     @property
     def schedule(self) -> dict[str, Tensor]:
@@ -221,23 +222,49 @@ class DDHPose(nn.Module):
         (``noise``/``generator``, see :func:`ddhpose.model.sampler.ddim_sample` for the order)
         default to the global RNG.
         """
-        if hypotheses < 1:
-            raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
-        if x2d_flip is None:
-            x2d_flip = flip_joints(x2d, self.skeleton)
         was_training = self.training
         self.eval()
         try:
-            c = self.config
             denoise = functools.partial(self.denoise, dtype=dtype)
-            pred = ddim_sample(
-                denoise, x2d, x2d_flip, self.schedule, self.skeleton,
-                hypotheses=hypotheses, steps=steps, draws=RandomDraws(noise, generator),
-                eta=c.eta, scale=c.scale, clamp=c.clamp,
-            )
+            return sample_with(denoise, x2d, self.config, self.schedule, hypotheses=hypotheses,
+                               steps=steps, noise=noise, generator=generator, x2d_flip=x2d_flip)
         finally:
             self.train(was_training)
-        return pred * self.unit_scale if self.unit_scale != 1.0 else pred
 
 
-__all__ = ["DDHPose", "cuda_clips_per_call"]
+def sample_with(
+    denoise: DenoiseFn, x2d: Tensor, config: ModelConfig, schedule: Mapping[str, Tensor], *,
+    hypotheses: int = 1, steps: int = 1, noise: NoiseSpec = None,
+    generator: torch.Generator | None = None, x2d_flip: Tensor | None = None,
+) -> Tensor:
+    """The sampling of :meth:`DDHPose.sample` with any denoiser: the PyTorch module's
+    (:meth:`DDHPose.denoise`) or an exported graph's (:mod:`ddhpose.deploy.onnx_runtime`).
+
+    ``denoise`` (:data:`~ddhpose.model.sampler.DenoiseFn`) maps x2d (B,F,J,2), directions
+    (B,H,F,J,3), lengths (B,H,F,J,1), t (B,) int64 to x̂0 (B,H,F,J,3) metres; ``config`` gives
+    the skeleton, units and DDIM settings; ``schedule`` the float64 buffers (T,)
+    (:func:`~ddhpose.model.diffusion.cosine_schedule`). x2d (B,F,J,2) normalised ->
+    (B,K,H,F,J,3) metres × unit_scale, root NOT zeroed; ``x2d_flip``, ``noise`` and
+    ``generator`` as in :meth:`DDHPose.sample`.
+    """
+    if hypotheses < 1:
+        raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
+    skeleton = get_skeleton(config.dataset)
+    if x2d_flip is None:
+        x2d_flip = flip_joints(x2d, skeleton)
+    pred = ddim_sample(
+        denoise, x2d, x2d_flip, schedule, skeleton,
+        hypotheses=hypotheses, steps=steps, draws=RandomDraws(noise, generator),
+        eta=config.eta, scale=config.scale, clamp=config.clamp,
+    )
+    unit_scale = unit_scale_of(config.dataset)
+    return pred * unit_scale if unit_scale != 1.0 else pred
+
+
+def unit_scale_of(dataset: str) -> float:
+    """Input/output unit in metres⁻¹ of a model of ``dataset``: 1.0 (h36m, metres) or 1000.0
+    (3dhp, millimetres)."""
+    return 1000.0 if dataset == "3dhp" else 1.0
+
+
+__all__ = ["DDHPose", "cuda_clips_per_call", "sample_with", "unit_scale_of"]
