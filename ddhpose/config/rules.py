@@ -86,6 +86,8 @@ def validate(p: Params) -> None:
     _check("eval.smooth_window", e.smooth_window == 0 or (e.smooth_window >= 3
                                                           and e.smooth_window % 2 == 1),
            "must be 0 (off) or an odd number >= 3", e.smooth_window)
+    _check("eval.stream_frames", 0 <= e.stream_frames <= 100_000,
+           "must be 0 (off) or a number of frames up to 100000", e.stream_frames)
     _check("tracking.experiment_prefix", bool(_SAFE_NAME.match(p.tracking.experiment_prefix)),
            "must be a non-empty name of letters, digits, '_', '-', '.'",
            p.tracking.experiment_prefix)

@@ -111,6 +111,9 @@ class EvalParams:
     smooth_window: int = doc("frames of the Savitzky-Golay temporal filter whose effect on P1 "
                              "and acceleration error evaluate measures (odd >= 3; 0 = do not "
                              "measure); also the default of ddhpose infer --smooth")
+    stream_frames: int = doc("test frames (evenly spaced) evaluate lifts with each streaming "
+                             "policy, centred and causal, and scores beside the offline "
+                             "predictions (0 = do not measure)")
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ live lifter share one definition of the policies.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ import torch
 from ddhpose.camera import image_coordinates
 from ddhpose.evaluation.aggregate import gather_hypotheses, jpma_index
 from ddhpose.evaluation.metrics import joint_errors
+from ddhpose.evaluation.temporal_report import Report, write_csv
 
 POLICIES = ("centred", "causal")
 STREAM_AGGREGATIONS = ("j_agg", "p_agg")
@@ -136,7 +138,7 @@ def sample_served_frames(
     with torch.inference_mode():
         pred = model.sample(batch, hypotheses=hypotheses, steps=steps,
                             noise=window_noise(generators), x2d_flip=batch_flip, dtype=dtype)
-    return pred[:, :, :, offset].float().cpu()  # (B, K, H, J, 3)
+    return pred[:, :, :, offset].float().cpu().clone()  # (B, K, H, J, 3), a normal tensor
 
 
 # --- the evaluate stage's measurement ---------------------------------------------------------
@@ -272,6 +274,42 @@ def stream_policy_errors(
     return out
 
 
+def streaming_report(checkpoint: Path, split: Any, offline_poses: dict[str, np.ndarray],
+                     sample_meta: Mapping[str, Any], eval_dir: Path, count: int) -> Report:
+    """The evaluate stage's streaming measurement (``eval.stream_frames`` = ``count``; 0 = off):
+    ``checkpoint`` (``models/best.pt``) loaded as the sample stage does, on its device and
+    precision (``meta.json``), scored by :func:`stream_policy_errors` with its H, K and seed ->
+    ``<eval_dir>/streaming.csv`` (policy, latency_frames, aggregation, p1_mm, frames), the
+    metrics.json key ``streaming`` and MLflow metrics ``stream_<policy>_<aggregation>_p1_mm``."""
+    from ddhpose.model.checkpoint import load_model
+    from ddhpose.model.precision import sample_dtype
+
+    rep = Report()
+    if count <= 0:
+        return rep
+    import pandas as pd
+
+    device = torch.device(str(sample_meta.get("device", "cpu")))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        device = torch.device("cpu")
+    model = load_model(checkpoint, dataset=split.dataset, map_location="cpu").to(device).eval()
+    dtype = sample_dtype(str(sample_meta.get("dtype", "float32")), device)
+    res = stream_policy_errors(model, split, offline_poses, count=count,
+                               hypotheses=int(sample_meta["hypotheses"]),
+                               steps=int(sample_meta["steps"]), seed=int(sample_meta["seed"]),
+                               dtype=dtype)
+    rep.files.append(write_csv(pd.DataFrame(res.rows), Path(eval_dir) / "streaming.csv"))
+    rep.metrics["streaming"] = res.as_dict()
+    rep.mlflow.update(res.metrics())
+    rep.mlflow["stream_seconds"] = round(res.seconds, 3)
+    by = {(r["policy"], r["aggregation"]): r["p1_mm"] for r in res.rows}
+    rep.lines.append(f"evaluate: streaming on {res.frames} test frames (F = {res.window}, "
+                     f"{res.seconds:.1f} s) P1 " + ", ".join(
+                         f"{p} J-Agg {by[(p, 'j_agg')]:.2f} / P-Agg {by[(p, 'p_agg')]:.2f} mm"
+                         for p in (*POLICIES, "offline")))
+    return rep
+
+
 __all__ = [
     "POLICIES",
     "STREAM_AGGREGATIONS",
@@ -284,6 +322,7 @@ __all__ = [
     "noise_generator",
     "sample_served_frames",
     "stream_policy_errors",
+    "streaming_report",
     "window_indices",
     "window_noise",
 ]

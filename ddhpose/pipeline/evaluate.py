@@ -21,6 +21,7 @@ from ddhpose.evaluation.report import (
     mpi3dhp_tables,
     per_step_dict,
 )
+from ddhpose.evaluation.streaming import streaming_report
 from ddhpose.evaluation.temporal_report import temporal_report
 from ddhpose.io import atomic_open, probe_writable, read_json, write_json
 from ddhpose.project import ProjectPaths
@@ -70,7 +71,9 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         "sample_frames_per_second": sample_meta.get("frames_per_second"),
     }
     quality = [temporal_report(test, pred.poses, paths.eval_dir, params.eval.smooth_window),
-               uncertainty_report(test, pred, paths.eval_dir, paths.plots)]
+               uncertainty_report(test, pred, paths.eval_dir, paths.plots),
+               streaming_report(paths.best, test, pred.poses, sample_meta, paths.eval_dir,
+                                params.eval.stream_frames)]  # docs/inference.md "Streaming"
     for rep in quality:  # docs/evaluation.md "Temporal quality and uncertainty"
         metrics.update(rep.metrics)
     write_json(paths.metrics, metrics)
