@@ -20,20 +20,17 @@ arrived, each atomically, so nothing half-written is left.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ddhpose.data.processed import file_sha256, load_split
-from ddhpose.errors import ConfigError, DataError, DDHPoseError, one_line, os_error_line
+from ddhpose.errors import ConfigError, DataError, DDHPoseError, os_error_line
 from ddhpose.evaluation.predict import (
     assemble_split,
     predict_sequences,
@@ -43,6 +40,7 @@ from ddhpose.evaluation.predict import (
 from ddhpose.io import atomic_paths, json_text, probe_writable, write_json
 from ddhpose.model.checkpoint import load_model
 from ddhpose.model.precision import matmul_precision, precision_label, sample_dtype
+from ddhpose.pipeline import local_workers
 from ddhpose.project import ProjectPaths
 from ddhpose.training.distributed import (
     DistInfo,
@@ -67,26 +65,9 @@ def sequence_generator(seed: int):
 
 
 def local_processes(spec: int | str, device_spec: str) -> int:
-    """``sample.processes`` -> the number of local workers: an int as given; ``auto`` -> the
-    visible GPUs when the device is CUDA (``auto`` or ``cuda``), else 1.
-
-    Raises ConfigError (``sample.processes``) for more workers than visible GPUs on CUDA and for
-    several workers on one named GPU (``sample.device: cuda:N``).
-    """
-    device_spec = (device_spec or "auto").strip().lower()
-    on_cuda = device_spec.startswith("cuda") or (device_spec == "auto"
-                                                 and torch.cuda.is_available())
-    if spec == "auto":
-        return max(1, torch.cuda.device_count()) if on_cuda else 1
-    n = int(spec)
-    if n > 1 and device_spec.startswith("cuda:"):
-        raise ConfigError("sample.processes", f"{n} workers on the one GPU of sample.device "
-                          f"'{device_spec}'; use sample.device: cuda or auto (worker r takes "
-                          "cuda:r; choose GPUs with CUDA_VISIBLE_DEVICES)")
-    if n > 1 and on_cuda and torch.cuda.is_available() and n > torch.cuda.device_count():
-        raise ConfigError("sample.processes", f"{n} workers but only {torch.cuda.device_count()} "
-                          "CUDA device(s) are visible (one worker per GPU); use auto")
-    return n
+    """``sample.processes`` -> the number of local workers (see
+    :func:`ddhpose.pipeline.local_workers.local_processes`)."""
+    return local_workers.local_processes(spec, device_spec, "sample.processes")
 
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
@@ -183,82 +164,22 @@ def _sample(params: Params, root: Path, info: DistInfo) -> dict[str, Any] | None
 def _launch_local(n: int, root: Path) -> dict[str, Any]:
     """Start ``n`` local workers (``python -m ddhpose.pipeline.sample --worker``) with torch's
     elastic launcher, as ``torchrun --standalone --nproc_per_node n`` would; rank 0's meta.
-
-    A failed worker stops the others (the launcher's rule) and raises one DDHPoseError naming
-    the first rank that failed and why (its own one-line error, or the signal or exit status).
-    """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GLOO_SOCKET_IFNAME")}
-    if saved["OMP_NUM_THREADS"] is None:  # the CPU's threads shared between the workers
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-    if saved["GLOO_SOCKET_IFNAME"] is None and Path("/sys/class/net/lo").exists():
-        os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # local workers talk over the loopback
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # its failure report is replaced by our one line
+    A failed worker raises one DDHPoseError naming the rank (:mod:`.local_workers`)."""
     with tempfile.TemporaryDirectory(prefix="ddhpose-sample-") as tmp:
-        config = LaunchConfig(
-            min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=f"ddhpose-sample-{os.getpid()}",
-            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-            monitor_interval=0.1, start_method="spawn",
-        )
-        try:
-            elastic_launch(config, sys.executable)(
-                "-m", "ddhpose.pipeline.sample", "--worker", tmp, str(root))
-        except ChildFailedError as exc:
-            rank, failure = exc.get_first_failure()
-            raise DDHPoseError(f"rank {rank} of {n} failed: {_why(failure, Path(tmp), rank)}; "
-                               "no predictions written") from None
-        finally:
-            quiet.setLevel(level)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        local_workers.launch(n, "ddhpose.pipeline.sample", root, Path(tmp),
+                             what="no predictions written")
         return json.loads((Path(tmp) / "meta.json").read_text())
 
 
-def _why(failure: Any, tmp: Path, rank: int) -> str:
-    """A failed worker's cause: its own error line, else its signal or exit status."""
-    note = tmp / f"rank{rank}.err"
-    if note.is_file() and note.read_text().strip():
-        return note.read_text().strip()
-    code = int(getattr(failure, "exitcode", 1))
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
-def _worker(tmp: Path, root: Path) -> int:
-    """One local worker of :func:`_launch_local`: rank 0 leaves its meta in ``tmp``; an error
-    becomes ``tmp/rank<r>.err`` (one line) and exit status 2 (1 for a bug, traceback on stderr)."""
+def _worker(tmp: Path, root: Path) -> None:
+    """One local worker of :func:`_launch_local`: rank 0 leaves its meta in ``tmp``."""
     from ddhpose.config.schema import load_params
 
-    rank = int(os.environ.get("RANK", "0"))
-    try:
-        params = load_params(root / "params.yaml")
-        meta = _sample_distributed(params, root)
-        if meta is not None:
-            write_json(tmp / "meta.json", meta)
-        return 0
-    except DDHPoseError as exc:
-        line, code = str(exc), 2
-    except OSError as exc:
-        line, code = os_error_line(exc), 2
-    except Exception as exc:  # a bug: keep the traceback
-        traceback.print_exc()
-        line, code = f"{type(exc).__name__}: {one_line(exc)}", 1
-    prefix = f"rank {rank} of "
-    (tmp / f"rank{rank}.err").write_text(line.split(": ", 1)[1] if line.startswith(prefix)
-                                         else line)
-    return code
+    params = load_params(root / "params.yaml")
+    meta = _sample_distributed(params, root)
+    if meta is not None:
+        write_json(tmp / "meta.json", meta)
 
 
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
-    sys.exit(_worker(Path(sys.argv[2]), Path(sys.argv[3])))
+if __name__ == "__main__" and local_workers.is_worker_call(sys.argv):
+    sys.exit(local_workers.run_worker(_worker, sys.argv))

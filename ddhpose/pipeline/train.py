@@ -22,18 +22,22 @@ must agree with ``model.*``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddhpose.data.processed import load_split
 from ddhpose.errors import CheckpointError, ConfigError, DataError
-from ddhpose.io import probe_writable, read_json
+from ddhpose.io import probe_writable, read_json, write_json
 from ddhpose.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ddhpose.model.config import ModelConfig
+from ddhpose.pipeline import local_workers
 from ddhpose.project import ProjectPaths, move_aside
+from ddhpose.training.config import TrainResult
 from ddhpose.training.loop import train
 from ddhpose.training.progress import write_train_log
 from ddhpose.training.resume import data_fingerprint, resume_blockers
@@ -128,12 +132,8 @@ def _adopt(model: Any, record: dict[str, Any], paths: ProjectPaths) -> None:
 
 def run(params: Params, root: Path, tracker: Tracker) -> None:
     paths = ProjectPaths(root)
-    cfg = model_config(params)
-    record = _init_record(params, paths)
-    init_model = None
+    cfg, record, init_model = _model_and_init(params, paths)
     if record["init"]:
-        init_model = load_model(paths.init_checkpoint, dataset=params.data.dataset)
-        cfg = init_config(init_model.config, cfg, paths.init_checkpoint)
         tracker.set_tags({f"ddhpose.init.{k}": v for k, v in record.items() if v is not None})
     if params.train.epochs == 0:
         assert init_model is not None  # params validation: epochs 0 needs model.init
@@ -147,6 +147,39 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         tracker.log_artifact(paths.best, "models")
         print(f"train: train.epochs is 0: adopted {record['init']} as {paths.best} (no training)")
         return
+    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
+                       | {f"model.{k}": v for k, v in vars(params.model).items()})
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    n = 1 if under_torchrun else local_workers.local_processes(
+        params.train.processes, params.train.device, "train.processes")
+    if n > 1:  # what the workers' rank 0 would refuse, refused before they start
+        probe_writable(paths.models)
+        if (paths.models / "last.pt").is_file():
+            read_last(paths.models / "last.pt")
+        result = _launch_local(n, root, tracker)
+    else:
+        def log_fn(metrics: dict[str, float], epoch: int) -> None:
+            tracker.log_metrics(metrics, step=epoch)
+
+        result = _train(params, paths, cfg, record, init_model, log_fn)
+    # the precision of training and of the validation that picked best.pt
+    tracker.log_params({"train.precision": result.precision})
+    for name in ("best.pt", "last.pt", "train_log.csv"):
+        if (paths.models / name).is_file():
+            tracker.log_artifact(paths.models / name, "models")
+    best = result.best_val_mpjpe_mm
+    if best is not None:
+        tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
+    print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
+          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}, "
+          f"{result.precision}) on {max(n, int(os.environ.get('WORLD_SIZE', '1') or 1))} "
+          f"process(es) -> {paths.models}")
+
+
+def _train(params: Params, paths: ProjectPaths, cfg: ModelConfig, record: dict[str, Any],
+           init_model: Any, log_fn: Any) -> TrainResult:
+    """Train in this process (alone, or as one rank of a torchrun / local-worker job): rank 0
+    sets a stale run aside first (:func:`stale_run_reasons`)."""
     init_sha = str(record.get("sha256", ""))
     last = paths.models / "last.pt"
     main = os.environ.get("RANK", "0") == "0"  # under torchrun: rank 0 decides and writes
@@ -162,23 +195,69 @@ def run(params: Params, root: Path, tracker: Tracker) -> None:
         del ckpt
         if reasons:
             set_stale_run_aside(paths.models, reasons)
-    tracker.log_params({f"train.{k}": v for k, v in vars(params.train).items()}
-                       | {f"model.{k}": v for k, v in vars(params.model).items()})
+    return train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn,
+                 init_state_dict=None if init_model is None else init_model.state_dict(),
+                 init_tag=init_sha)
+
+
+def _model_and_init(params: Params, paths: ProjectPaths) -> tuple[ModelConfig, dict[str, Any],
+                                                                  Any]:
+    """The model config to train, the init_model stage's record and its model (or None)."""
+    cfg = model_config(params)
+    record = _init_record(params, paths)
+    init_model = None
+    if record["init"]:
+        init_model = load_model(paths.init_checkpoint, dataset=params.data.dataset)
+        cfg = init_config(init_model.config, cfg, paths.init_checkpoint)
+    return cfg, record, init_model
+
+
+_METRICS = "metrics.jsonl"  # rank 0's per-epoch metrics, one JSON object per line
+_RESULT = "result.json"
+
+
+def _launch_local(n: int, root: Path, tracker: Tracker) -> TrainResult:
+    """``train.processes: n``: train on ``n`` local workers (DDP, :mod:`.local_workers`); the
+    per-epoch metrics rank 0 writes are logged to MLflow as they come."""
+    logged = 0
+
+    def poll(tmp: Path) -> None:
+        nonlocal logged
+        lines = (tmp / _METRICS).read_text().splitlines() if (tmp / _METRICS).is_file() else []
+        for line in lines[logged:]:
+            if line.endswith("}"):  # a complete line
+                row = json.loads(line)
+                tracker.log_metrics(row["metrics"], step=int(row["epoch"]))
+                logged += 1
+
+    with tempfile.TemporaryDirectory(prefix="ddhpose-train-") as tmp:
+        local_workers.launch(n, "ddhpose.pipeline.train", root, Path(tmp), poll=poll,
+                             what="models/last.pt holds the last finished epoch (dvc repro "
+                                  "resumes from it)")
+        done = json.loads((Path(tmp) / _RESULT).read_text())
+    done["best_path"], done["last_path"] = Path(done["best_path"]), Path(done["last_path"])
+    return TrainResult(**done)
+
+
+def _worker(tmp: Path, root: Path) -> None:
+    """One local worker of :func:`_launch_local`: rank 0 appends each epoch's metrics to
+    ``tmp/metrics.jsonl`` and leaves the result in ``tmp/result.json``."""
+    from ddhpose.config.schema import load_params
+
+    params = load_params(root / "params.yaml")
+    paths = ProjectPaths(root)
+    cfg, record, init_model = _model_and_init(params, paths)
 
     def log_fn(metrics: dict[str, float], epoch: int) -> None:
-        tracker.log_metrics(metrics, step=epoch)
+        with open(tmp / _METRICS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"epoch": epoch, "metrics": metrics}) + "\n")
 
-    result = train(cfg, params.train, train_split, val_split, paths.models, log_fn=log_fn,
-                   init_state_dict=None if init_model is None else init_model.state_dict(),
-                   init_tag=init_sha)
-    # the precision of training and of the validation that picked best.pt
-    tracker.log_params({"train.precision": result.precision})
-    for name in ("best.pt", "last.pt", "train_log.csv"):
-        if (paths.models / name).is_file():
-            tracker.log_artifact(paths.models / name, "models")
-    best = result.best_val_mpjpe_mm
-    if best is not None:
-        tracker.log_metrics({"best_val_mpjpe_mm": float(best)}, also_parent=True)
-    print(f"train: {result.epochs_run} epoch(s) run; best validation MPJPE "
-          f"{'-' if best is None else f'{best:.2f}'} mm (epoch {result.best_epoch}, "
-          f"{result.precision}) -> {paths.models}")
+    result = _train(params, paths, cfg, record, init_model, log_fn)
+    if os.environ.get("RANK", "0") == "0":
+        out = dataclasses.asdict(result)
+        out["best_path"], out["last_path"] = str(result.best_path), str(result.last_path)
+        write_json(tmp / _RESULT, out)
+
+
+if __name__ == "__main__" and local_workers.is_worker_call(sys.argv):
+    sys.exit(local_workers.run_worker(_worker, sys.argv))

@@ -52,6 +52,8 @@ class TrainConfig:
     tf32: bool = doc("CUDA: float32 matmuls on TF32 tensor cores (false: IEEE float32, for "
                      "parity runs)")
     device: str = doc("auto | cpu | cuda | cuda:N")
+    processes: int | str = doc("training processes started by the stage (DDP): N | auto (auto: one "
+                               "per visible GPU, else 1); under torchrun, torchrun's count")
     reuse_host_memory: bool = doc("keep freed host memory in the heap for the next step (no "
                                   "page-fault churn: paper size 25 % less CPU time, 30 % more "
                                   "peak RSS)")
@@ -73,6 +75,9 @@ class TrainConfig:
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("grad_clip", self.grad_clip >= 0, "must be >= 0 (0 = off)"),
             ("device", bool(DEVICE_PATTERN.match(self.device)), "must be auto|cpu|cuda|cuda:N"),
+            ("processes", self.processes == "auto" or (type(self.processes) is int
+                                                       and self.processes >= 1),
+             "must be auto or an integer >= 1"),
             ("amp", self.amp in (True, False, *AMP_MODES),
              f"must be one of {'|'.join(AMP_MODES)} (or true = auto, false = off)"),
         ]
@@ -90,8 +95,8 @@ class TrainConfig:
 
 
 # Fields whose change alters the optimisation trajectory: a resume with different values is
-# refused (epochs, checkpoint_every, validate, num_workers, device, tf32 and val_batch_clips may
-# change).
+# refused (epochs, checkpoint_every, validate, num_workers, device, processes, tf32 and
+# val_batch_clips may change).
 TRAJECTORY_FIELDS = (
     "batch_clips", "lr", "lr_decay", "weight_decay", "w_len", "w_dir", "loss_scaled_grad",
     "flip_augment", "seed", "shuffle_seed", "grad_clip", "amp",

@@ -139,6 +139,8 @@ BAD_VALUES = [
     ("sample.processes", 0, "must be auto or an integer >= 1, got 0"),
     ("sample.processes", "all", "must be auto or an integer >= 1, got 'all'"),
     ("sample.processes", True, "expected an integer or a word, got a boolean"),
+    ("train.processes", 0, "must be auto or an integer >= 1, got 0"),
+    ("train.processes", "all", "must be auto or an integer >= 1, got 'all'"),
     ("train.amp", "fp8", "must be one of off|fp16|bf16|auto (or true = auto, false = off)"),
     ("train.amp", "on", "must be one of off|fp16|bf16|auto"),
     ("model.frames", 0, "must be >= 1"),
@@ -336,6 +338,7 @@ def test_apply_cli_rewrites_in_place_and_refuses_bad_override(tmp_path, capsys):
     ("train.amp", "fp16"), ("train.amp", "off"), ("train.tf32", False),
     ("sample.dtype", "auto"), ("sample.dtype", "float16"), ("sample.tf32", False),
     ("sample.processes", "auto"), ("sample.processes", 2),
+    ("train.processes", "auto"), ("train.processes", 2),
 ])
 def test_precision_options_are_accepted(base, key, value):
     p = P.Params.from_dict(_set(base, key, value))
