@@ -5,7 +5,11 @@ new or, on any failure, both old); never over an input file, over an existing fi
 
 - ``poses_3d`` (T, 17, 3) metres, root joint = 0 (Human3.6M-17 order, camera axes);
 - ``layout`` ("h36m17"), ``keypoints_2d`` (T, 17, 2) the input in pixels after conversion and
-  gap filling, ``image_size`` [w, h], ``spread`` (T, 17) metres (std over hypotheses);
+  gap filling, ``image_size`` [w, h];
+- ``uncertainty`` (T, 17) metres, per joint the spread over the H hypotheses (0 with H = 1), and
+  ``spread``, the same array under its older name; ``jitter`` (metres/frame²) the mean
+  acceleration of ``poses_3d``; ``smooth_window`` (0 = off) and with ``--smooth [WINDOW]`` (the
+  output poses filtered in time) ``jitter_before_smooth`` (:mod:`ddhpose.commands.infer_quality`);
 - ``hypotheses`` (T, H, 17, 3) metres with ``--save-hypotheses``;
 - ``root_translation`` (T, 3) metres and ``intrinsic_px`` (9,) with ``--aggregate j_agg``;
 - settings: ``aggregate``, ``num_hypotheses``, ``steps``, ``seed``, ``precision`` (e.g.
@@ -19,9 +23,11 @@ see :mod:`ddhpose.keypoints`) without ``--track`` gives one 3D sequence per trac
 ``tracks`` (N,) the ids (strings, in the file's order) and, per id, ``track_<id>_poses_3d``
 (T_i, 17, 3) metres, ``track_<id>_frames`` (T_i,) the frame index of each row in the file's
 numbering (first to last frame of the track, gaps filled), ``track_<id>_keypoints_2d``
-(T_i, 17, 2) pixels, ``track_<id>_spread`` (T_i, 17) metres, ``track_<id>_filled``, and with the
-options above ``track_<id>_hypotheses`` and ``track_<id>_root_translation``; the settings and
-``layout``, ``image_size``, ``intrinsic_px`` are shared, and there is no top-level ``poses_3d``.
+(T_i, 17, 2) pixels, ``track_<id>_uncertainty`` and ``track_<id>_spread`` (the same (T_i, 17)
+metres), ``track_<id>_jitter``, ``track_<id>_filled``, and with the options above
+``track_<id>_hypotheses``, ``track_<id>_root_translation`` and ``track_<id>_jitter_before_smooth``;
+the settings and ``layout``, ``image_size``, ``intrinsic_px``, ``smooth_window`` are shared, and
+there is no top-level ``poses_3d``.
 ``--track ID`` gives today's single-person output for that track.
 """
 
@@ -102,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ddhpose.commands.infer_stream import add_stream_arguments
 
     add_stream_arguments(parser)
+    from ddhpose.commands.infer_quality import add_quality_arguments
+
+    add_quality_arguments(parser)
 
 
 # upper bounds of the numbers a user gives (beyond them a typo costs hours or all the memory)
@@ -219,6 +228,12 @@ def _local_checkpoint(checkpoint: str, work_dir: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ddhpose.commands.infer_quality import (
+        apply_quality,
+        check_smooth,
+        quality_content,
+        quality_summary,
+    )
     from ddhpose.errors import DataError
     from ddhpose.inference.infer import default_intrinsic, infer_h36m17
     from ddhpose.io import atomic_paths, check_outputs, json_text
@@ -232,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if args.keypoints is None or args.out is None:
         raise DataError(None, "--keypoints and --out are required (unless --stream)")
     _check(args)
+    check_smooth(args)  # --smooth [WINDOW]: ddhpose/commands/infer_quality.py
     outputs = output_paths(args)
     check_outputs(outputs, inputs=[i for i in (args.keypoints, args.checkpoint, args.onnx) if i],
                   force=args.force)
@@ -265,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
             model, kps.xy, kps.image_size, hypotheses=args.hypotheses, steps=args.steps,
             aggregate=args.aggregate, intrinsic=intrinsic, generator=generator,
             batch_windows=args.batch_windows, keep_hypotheses=args.save_hypotheses, dtype=dtype)
+    quality = apply_quality(per_track, args.smooth)  # uncertainty, jitter, --smooth
     kps = next(iter(people.tracks.values()))
     res = next(iter(per_track.values()))
 
@@ -287,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         "source_layout": kps.source_layout,
         "filled": sum(k.filled for k in people.tracks.values()),
     })
+    content.update(quality_content(quality, args.smooth, several))
     if several:
         content["tracks"] = np.asarray(list(per_track), dtype=str)
         for tid, r in per_track.items():
@@ -321,11 +339,12 @@ def run(args: argparse.Namespace) -> int:
         frames = ", ".join(f"{tid}: {r.poses_3d.shape[0]}" for tid, r in per_track.items())
         print(f"wrote {out} and {json_path}: {len(per_track)} tracks (frames per track: "
               f"{frames}) x 17 joints (metres, root-relative), H={args.hypotheses} "
-              f"K={args.steps} {res.aggregate}, {content['filled']} keypoint(s) interpolated")
+              f"K={args.steps} {res.aggregate}, {content['filled']} keypoint(s) interpolated, "
+              f"{quality_summary(quality, args.smooth, several)}")
         return 0
     t = res.poses_3d.shape[0]
     print(f"wrote {out} and {json_path}: {t} frames x 17 joints (metres, root-relative), "
           f"H={args.hypotheses} K={args.steps} {res.aggregate}, {len(res.windows)} window(s) of "
           f"{res.frames}, mean spread {1000 * float(res.spread.mean()):.1f} mm, "
-          f"{kps.filled} keypoint(s) interpolated")
+          f"{kps.filled} keypoint(s) interpolated, {quality_summary(quality, args.smooth, False)}")
     return 0

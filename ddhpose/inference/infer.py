@@ -18,8 +18,10 @@ Aggregation (per window, then blended; only the last DDIM step is used):
   estimated by :func:`estimate_root_translation` from the mean pose over hypotheses.
 
 Outputs are metres, root joint = 0. ``hypotheses`` are blended hypothesis by hypothesis (at
-window seams a blended hypothesis mixes two independent draws); ``spread`` is the per-window
-standard deviation over hypotheses of each joint's position (norm of the per-axis std), blended.
+window seams a blended hypothesis mixes two independent draws); ``spread`` (the uncertainty,
+also :attr:`InferResult.uncertainty`) is the per-window spread over hypotheses of each joint's
+position (:func:`ddhpose.evaluation.uncertainty.joint_spread`: the norm of the per-axis standard
+deviation), blended.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from ddhpose.camera import normalize_screen_coordinates
 from ddhpose.evaluation.aggregate import gather_hypotheses, jpma_index
+from ddhpose.evaluation.uncertainty import joint_spread
 from ddhpose.inference.limits import MAX_HYPOTHESES
 
 AGGREGATES = ("p_agg", "j_agg")
@@ -45,7 +48,9 @@ class InferResult:
     Attributes:
         poses_3d: (T, 17, 3) float32 metres, root-relative (root joint = 0).
         hypotheses: (T, H, 17, 3) float32 metres, root-relative, or None if not kept.
-        spread: (T, 17) float32 metres, std over hypotheses (0 when H = 1).
+        spread: (T, 17) float32 metres, per joint the spread over hypotheses
+            (:func:`~ddhpose.evaluation.uncertainty.joint_spread`; 0 when H = 1); also
+            :attr:`uncertainty`.
         aggregate: ``p_agg`` or ``j_agg``.
         root_translation: (T, 3) metres camera-space root estimate (``j_agg`` only).
         intrinsic_px: (9,) pixel camera used for ``j_agg`` (else None).
@@ -61,6 +66,12 @@ class InferResult:
     intrinsic_px: np.ndarray | None
     windows: list[tuple[int, int]]
     frames: int
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """(T, 17) float32 metres: :attr:`spread` (the same array) under the name ``ddhpose
+        infer`` and the served model give it."""
+        return self.spread
 
 
 # --- windows and blending -------------------------------------------------------------------------
@@ -253,7 +264,7 @@ def infer(
     hyp = _sample_windows(model, x2d, starts, hypotheses, steps, generator, batch_windows,
                           dtype)
     mean = hyp.mean(axis=1)  # (W, F, J, 3)
-    spread = np.linalg.norm(hyp.std(axis=1), axis=-1)  # (W, F, J)
+    spread = joint_spread(np.moveaxis(hyp, 1, 2))  # (W, F, H, J, 3) -> (W, F, J)
 
     traj = cam = None
     chosen = mean

@@ -115,7 +115,8 @@ def test_wrong_layout_and_track_are_one_line(tmp_path, ckpt, capsys):
 
 
 def test_single_person_output_keys_unchanged(tmp_path, ckpt):
-    """A file without track ids writes exactly today's keys, in today's order."""
+    """A file without track ids writes today's keys, in today's order, and only the keys added
+    since (``runtime``; ``smooth_window``, ``uncertainty``, ``jitter``) besides."""
     from ddhpose.keypoints import save_keypoints_json
 
     kp = np.concatenate([_coco(10, 5, 320.0), np.ones((10, 17, 1))], axis=-1)
@@ -124,6 +125,9 @@ def test_single_person_output_keys_unchanged(tmp_path, ckpt):
     assert main(["infer", "--checkpoint", ckpt, "--keypoints", str(tmp_path / "kp.json"),
                  "--out", str(out)]) == 0
     doc = json.loads(out.with_suffix(".json").read_text())
-    assert list(doc) == ["poses_3d", "layout", "keypoints_2d", "image_size", "spread",
-                         "aggregate", "num_hypotheses", "steps", "seed", "precision",
-                         "checkpoint", "keypoints_file", "source_layout", "filled"]
+    today = ["poses_3d", "layout", "keypoints_2d", "image_size", "spread", "aggregate",
+             "num_hypotheses", "steps", "seed", "precision", "checkpoint", "keypoints_file",
+             "source_layout", "filled"]
+    added = {"runtime", "smooth_window", "uncertainty", "jitter"}
+    assert [k for k in doc if k not in added] == today
+    assert added <= set(doc)
