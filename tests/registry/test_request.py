@@ -227,3 +227,19 @@ def test_a_joint_count_picks_its_layout_and_a_wrong_one_is_refused(served_model)
     with pytest.raises(RequestError) as exc:
         served_model.predict(None, kp[:, :16], {})
     assert "keypoints must have shape (T, 17, 2) or (T, 17, 3)" in _reason(exc)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_the_poses_of_the_same_people_as_coco17(served_model, layout):
+    """The same people in each layout (tests/layout_keypoints.py), named or, for the joint
+    counts that name one, left to ``auto``."""
+    from layout_keypoints import from_coco
+
+    coco = _coco(10, 3, 300.0)
+    ref = served_model.predict(None, coco, {"layout": "coco17", "image_size": SIZE})
+    kp = from_coco(coco, layout)
+    named = served_model.predict(None, kp, {"layout": layout, "image_size": SIZE})
+    np.testing.assert_allclose(named, ref, atol=1e-5)
+    if kp.shape[1] != 17:
+        auto = served_model.predict(None, kp, {"image_size": SIZE})
+        np.testing.assert_allclose(auto, ref, atol=1e-5)

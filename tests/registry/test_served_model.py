@@ -319,3 +319,23 @@ def test_bad_tracks_frames_layouts_are_400_one_line(served, params, needles):
     assert status == 400, raw[:500]
     _one_line(status, raw, *needles)
     _still_answers(served)
+
+
+def test_every_layout_through_http_gives_the_coco17_poses(served):
+    """The same people in each layout (tests/layout_keypoints.py): the answers agree."""
+    from layout_keypoints import from_coco
+
+    from ddhpose.keypoints import LAYOUTS
+
+    coco = np.concatenate([np.asarray(_pose(10)), np.full((10, 17, 1), 0.9)], axis=-1)
+    status, raw = _post(served, {"inputs": coco.tolist(), "params": {"layout": "coco17"}})
+    assert status == 200, raw[:500]
+    ref = np.asarray(json.loads(raw)["predictions"])
+    for layout in LAYOUTS:
+        params = {} if layout in ("h36m17", "openpose25", "halpe26", "mediapipe33",
+                                  "coco_wholebody133") else {"layout": layout}  # auto
+        status, raw = _post(served, {"inputs": from_coco(coco, layout).tolist(),
+                                     "params": params})
+        assert status == 200, (layout, raw[:500])
+        np.testing.assert_allclose(json.loads(raw)["predictions"], ref, atol=1e-5,
+                                   err_msg=layout)
