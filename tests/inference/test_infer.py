@@ -199,3 +199,19 @@ def test_cli_errors(tmp_path, model, capsys):
     rc = main(["render", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.png")])
     assert rc == 2 and "no such prediction file" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_uncertainty_is_the_joint_spread_of_the_hypotheses(model):
+    """One window (T = F): the blend is that window, so the spread is joint_spread of the kept
+    hypotheses, by hand the norm of the per-axis std over H; ``uncertainty`` is the same array."""
+    from ddhpose.evaluation.uncertainty import joint_spread
+
+    res = infer(model, _keypoints(F, 3), SIZE, hypotheses=4, steps=1,
+                generator=torch.Generator().manual_seed(2))
+    assert res.uncertainty is res.spread and res.spread.shape == (F, 17)
+    np.testing.assert_allclose(res.spread, joint_spread(res.hypotheses), atol=1e-6)
+    hyp = res.hypotheses.astype(np.float64)  # (T, H, J, 3)
+    by_hand = np.sqrt(((hyp - hyp.mean(axis=1, keepdims=True)) ** 2).mean(axis=1).sum(axis=-1))
+    np.testing.assert_allclose(res.spread, by_hand, atol=1e-6)
+    assert res.spread[:, 1:].min() > 0
+    np.testing.assert_array_equal(res.spread[:, 0], 0.0)  # the root is 0 in every hypothesis
