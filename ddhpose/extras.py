@@ -38,8 +38,17 @@ def extra_requirements(extra: str) -> list[str]:
 
 
 def missing_modules(modules: tuple[str, ...]) -> list[str]:
-    """The names of ``modules`` that this interpreter cannot import."""
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    """The names of ``modules`` that this interpreter cannot import (not installed, or marked
+    unimportable with ``sys.modules[name] = None``)."""
+    missing = []
+    for m in modules:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ValueError, ImportError):  # sys.modules[m] is None, or a broken parent
+            found = False
+        if not found:
+            missing.append(m)
+    return missing
 
 
 def ensure_extra(log: Callable[[str], None], extra: str, modules: tuple[str, ...],

@@ -249,6 +249,45 @@ def export_checked(model: Any, path: str | Path, *, exporter: str = DEFAULT_EXPO
     return diff
 
 
-__all__ = ["DEFAULT_EXPORTER", "EXPORTERS", "EXTRA", "EXTRA_MODULES", "INPUT_NAMES",
-           "OUTPUT_NAME", "PARITY_TOLERANCE", "RANDOM_OPS", "example_inputs", "export_checked",
-           "export_denoiser", "metadata", "parity", "random_ops"]
+#: the graph's file name in a logged MLflow model (``artifacts/model.onnx``)
+ONNX_FILE = "model.onnx"
+
+
+def export_for_registry(checkpoint: str | Path, folder: str | Path) -> tuple[Path | None, str]:
+    """The graph of ``checkpoint`` as ``folder/model.onnx`` (:func:`export_checked`) for a logged
+    MLflow model: ``(path, note)``, or ``(None, why)`` — one line — when the ``onnx`` extra is
+    missing or the export fails, so the model is logged without it."""
+    from ddhpose.extras import missing_modules
+    from ddhpose.model.checkpoint import load_model
+
+    missing = missing_modules(("onnx", "onnxruntime"))
+    if missing:
+        return None, (f"the onnx extra is missing ({', '.join(missing)}; pip install -e "
+                      f"'.[{EXTRA}]'): the model is logged without {ONNX_FILE}")
+    out = Path(folder) / ONNX_FILE
+    try:
+        diff = export_checked(load_model(checkpoint), out, source=str(checkpoint))
+    except Exception as exc:  # the registration goes on without the graph, saying why
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"no {ONNX_FILE} in the logged model: {first[:300]}"
+    return out, f"{ONNX_FILE}: max abs diff to model.denoise {diff:.2e} m"
+
+
+__all__ = [
+    "DEFAULT_EXPORTER",
+    "EXPORTERS",
+    "EXTRA",
+    "EXTRA_MODULES",
+    "INPUT_NAMES",
+    "ONNX_FILE",
+    "OUTPUT_NAME",
+    "PARITY_TOLERANCE",
+    "RANDOM_OPS",
+    "example_inputs",
+    "export_checked",
+    "export_denoiser",
+    "export_for_registry",
+    "metadata",
+    "parity",
+    "random_ops",
+]

@@ -220,15 +220,22 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("torch", "numpy", "mlflow")]
 
 
-def log_model(checkpoint: str | Path, *, name: str = "model") -> Any:
-    """Log ``checkpoint`` as a ddhpose pyfunc model in the active MLflow run; its ModelInfo."""
+def log_model(checkpoint: str | Path, *, name: str = "model", onnx: bool = True) -> Any:
+    """Log ``checkpoint`` as a ddhpose pyfunc model in the active MLflow run; its ModelInfo.
+
+    With ``onnx`` the model also carries the denoiser step as an ONNX graph,
+    ``artifacts/model.onnx`` (:func:`ddhpose.deploy.onnx_export.export_for_registry`, checked
+    against ``model.denoise``); without the ``onnx`` extra (or if the export fails) the model is
+    logged without it and one ``ddhpose: warning:`` line on stderr says so."""
     import logging
     import os
     import shutil
+    import sys
     import tempfile
     import warnings
 
     import ddhpose
+    from ddhpose.deploy.onnx_export import export_for_registry
     from ddhpose.registry.resolve import CHECKPOINT_FILE
 
     example, example_params = input_example()
@@ -241,11 +248,18 @@ def log_model(checkpoint: str | Path, *, name: str = "model") -> Any:
         warnings.simplefilter("ignore", UserWarning)
         named = Path(tmp) / CHECKPOINT_FILE  # the artifact keeps this file name
         shutil.copyfile(checkpoint, named)
+        artifacts = {"checkpoint": str(named)}
+        if onnx:
+            graph, note = export_for_registry(named, Path(tmp))
+            if graph is not None:
+                artifacts["onnx"] = str(graph)
+            else:
+                print(f"ddhpose: warning: {note}", file=sys.stderr, flush=True)
         try:
             return mlflow.pyfunc.log_model(
                 name=name,
                 python_model=DDHPoseModel(),
-                artifacts={"checkpoint": str(named)},
+                artifacts=artifacts,
                 code_paths=[str(Path(ddhpose.__file__).parent)],
                 signature=signature(),
                 input_example=(example, example_params),
