@@ -35,14 +35,14 @@ def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None
     root, _ = project
     log = (root / "first_repro.log").read_text()
     assert "is empty" not in log, log  # every output directory gets content
-    assert sorted(p.name for p in (root / "reports" / "eval").iterdir()) == [
-        "h36m_p1.csv", "h36m_p2.csv"]
+    assert {"h36m_p1.csv", "h36m_p2.csv", "temporal.csv", "temporal_filter.csv",
+            "uncertainty.csv"} <= {p.name for p in (root / "reports" / "eval").iterdir()}
     for rel in ["data/raw/data_3d_h36m.npz", "data/processed/train.npz",
                 "data/processed/test.npz", "models/best.pt", "models/last.pt",
                 "models/train_log.csv", "reports/predictions/predictions.npz",
                 "reports/per_action.csv", "reports/per_step.csv",
                 "reports/plots/error_per_step.png", "reports/plots/error_per_action.png",
-                "reports/plots/training_curves.png",
+                "reports/plots/training_curves.png", "reports/plots/uncertainty_vs_error.png",
                 "reports/export/inference_data_J_Agg.mat", "dvc.lock"]:
         assert (root / rel).is_file(), rel
     metrics = json.loads((root / "reports/metrics.json").read_text())
@@ -51,6 +51,16 @@ def test_repro_writes_every_output(project: tuple[Path, dict[str, str]]) -> None
     assert metrics["headline"]["p1_mm"] > 0 and metrics["baseline_mean_pose"]["p1_mm"] > 0
     assert len(metrics["per_step"]["p1_j_agg"]) == 2
     assert set(metrics["oracle_aggregations"]) == {"p_best_oracle", "j_best_oracle"}
+    # docs/evaluation.md "Temporal quality and uncertainty": every aggregation, last step
+    aggs = {"p_agg", "j_agg", "p_best_oracle", "j_best_oracle"}
+    assert set(metrics["temporal"]) == set(metrics["uncertainty"]) == aggs
+    assert metrics["temporal"]["j_agg"]["mpjve_mm"] > 0
+    groups = {ln.split(",")[0] for ln in
+              (root / "reports/per_action.csv").read_text().splitlines()[1:]} - {"Average"}
+    assert "Walking" in groups and set(metrics["temporal"]["j_agg"]["per_action"]) == groups
+    assert -1 <= metrics["uncertainty"]["p_agg"]["spearman"] <= 1
+    assert metrics["temporal_filter"]["window"] == 9
+    assert metrics["temporal_filter"]["j_agg"]["accel_mm_smoothed"] > 0
 
 
 def test_mlflow_holds_one_parent_run_and_evaluate_rejoins(
@@ -75,6 +85,12 @@ def test_mlflow_holds_one_parent_run_and_evaluate_rejoins(
     history = client.get_metric_history(evaluate.info.run_id, "p1_j_agg")
     assert [m.step for m in history] == [1, 2]
     assert any(k.startswith("p1_j_agg/") for k in evaluate.data.metrics)
+    for key in ("mpjve_j_agg_last", "accel_p_agg_last", "unc_spearman_j_agg",
+                "unc_spearman_within_joint_p_agg", "unc_top10_mm_j_agg",
+                "unc_bottom10_mm_j_agg", "filter_p1_j_agg_smoothed", "mpjve_j_agg/Walking",
+                "accel_p_best_oracle/Sitting"):
+        assert key in evaluate.data.metrics, key
+    assert "unc_spearman_j_agg" in parent.data.metrics
     train = next(r for r in children if "train" in (r.info.run_name or ""))
     assert "loss_total" in train.data.metrics
 
