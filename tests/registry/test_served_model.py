@@ -38,7 +38,7 @@ mlflow = pytest.importorskip("mlflow")
 BIN = Path(sys.executable).parent
 CODE = Path(__file__).resolve().parents[2]
 FRAMES = 9  # the tiny model's window
-SERVED: dict[str, Path] = {}  # the served model's checkpoint, for ddhpose infer on the same model
+SERVED: dict[str, object] = {}  # the served model's checkpoint (ddhpose infer) and URIs (pyfunc)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,7 @@ def served(tmp_path_factory):
     with mlflow.start_run(experiment_id=exp):
         info = log_model(ckpt)
     mlflow.set_tracking_uri(None)
+    SERVED.update(uri=uri, model_uri=info.model_uri)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -339,3 +340,21 @@ def test_every_layout_through_http_gives_the_coco17_poses(served):
         assert status == 200, (layout, raw[:500])
         np.testing.assert_allclose(json.loads(raw)["predictions"], ref, atol=1e-5,
                                    err_msg=layout)
+
+
+def test_pyfunc_in_python_takes_the_new_params(served):
+    """The logged signature carries tracks, frames and uncertainty: ``pyfunc.predict`` passes
+    them (MLflow drops params its schema lacks) and returns the dict."""
+    request = alphapose_request(ALPHAPOSE)
+    params = {**request["params"], "hypotheses": 2, "uncertainty": True}
+    mlflow.set_tracking_uri(SERVED["uri"])
+    try:
+        model = mlflow.pyfunc.load_model(SERVED["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    out = model.predict(np.asarray(request["inputs"], dtype=np.float64), params=params)
+    status, raw = _post(served, {"inputs": request["inputs"], "params": params})
+    assert status == 200, raw[:500]
+    answer = json.loads(raw)["predictions"]
+    np.testing.assert_allclose(out["poses_3d"], answer["poses_3d"], atol=1e-6)
+    np.testing.assert_allclose(out["uncertainty"], answer["uncertainty"], atol=1e-6)
