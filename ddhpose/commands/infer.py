@@ -149,6 +149,9 @@ def _check(args: argparse.Namespace) -> None:
         raise DataError(None, f"--min-confidence must be >= 0, got {args.min_confidence}")
     if not 0 <= args.seed < 2**63:
         raise DataError(None, f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+    if getattr(args, "stream", False) and getattr(args, "smooth", None) is not None:
+        raise DataError(None, "--smooth filters a whole sequence after lifting: it does not "
+                              "apply to --stream")
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:

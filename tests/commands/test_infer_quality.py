@@ -153,3 +153,10 @@ def test_per_track_uncertainty_and_jitter(tmp_path, ckpt, capsys):
         assert f"{tid}: {1000 * float(z[f'track_{tid}_jitter_before_smooth']):.2f} -> " \
                f"{1000 * jit:.2f}" in line, line
     assert "jitter per track" in line, line
+
+
+def test_smooth_with_stream_is_one_line(tmp_path, ckpt, walk, capsys):
+    rc = main(["infer", "--checkpoint", ckpt, "--stream", "--keypoints", walk, "--smooth", "5"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and "--smooth" in lines[0] and "--stream" in lines[0], err
