@@ -153,3 +153,20 @@ def test_old_predictions_without_spread_skip_calibration_in_one_line(tmp_path):
     assert rep.metrics == {} and rep.mlflow == {} and rep.files == []
     assert len(rep.lines) == 1 and "no 'spread'" in rep.lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_3dhp_calibration_leaves_out_root_14_and_invalid_frames(tmp_path):
+    split = synthetic_split("3dhp", sequences=2, frames=20, seed=8, invalid_every=3)
+    assert split.skeleton.root == 14
+    pred = _predictions(split, spread=True)
+    for arr in pred.poses.values():
+        arr[..., 14, :] = 0.0
+    err = np.linalg.norm(pred.poses["p_agg"][:, -1] - split.pose_3d, axis=-1)
+    pred.spread = err.astype(np.float32)
+    pred.spread[:, 14] = 1.0  # a root spread would be the most uncertain pair if counted
+    rep = uncertainty_report(split, pred, tmp_path, tmp_path)
+    r = rep.metrics["uncertainty"]["p_agg"]
+    assert r["pairs"] == int(split.valid.sum()) * 16
+    assert r["spearman"] == pytest.approx(1.0)
+    assert r["all_mm"] == pytest.approx(np.delete(err[split.valid], 14, axis=1).mean() * 1000,
+                                        rel=1e-5)
