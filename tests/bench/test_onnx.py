@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
 
-from ddhpose.bench.onnx import markdown, measure  # noqa: E402
-from ddhpose.bench.plan import ModelSpec  # noqa: E402
+from ddhpose.bench.onnx import markdown, measure
+from ddhpose.bench.plan import ModelSpec
 
 TINY = ModelSpec("tiny_f9", 16, 2, 9)
 
 
-@pytest.mark.parametrize("demo", [False, True])
+@pytest.mark.parametrize("demo", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_measure_and_report(tmp_path, demo):
     row = measure(TINY, 2, 2, 2, demo, tmp_path)
     assert row["sample_max_abs_diff"] <= 1e-4
