@@ -153,14 +153,16 @@ def lift_rows(model: Any, inputs: np.ndarray, groups: list[RowTrack], layout: st
         of the input rows.
     """
     from ddhpose.inference.infer import infer_h36m17
-    from ddhpose.keypoints import keypoints_from_array
+    from ddhpose.keypoints import LAYOUT_TABLES, keypoints_from_array
 
     joints = inputs.shape[1] if inputs.ndim == 3 else None
     layout = request_layout(layout, joints)
     source = "request inputs"
     poses = np.zeros((len(inputs), 17, 3), dtype=np.float32)
     spread = np.zeros((len(inputs), 17), dtype=np.float32)
-    if inputs.ndim != 3 or not len(inputs):  # keypoints_from_array's one-line shape error
+    want = LAYOUT_TABLES[layout].num_joints if layout in LAYOUT_TABLES else None
+    if inputs.ndim != 3 or not len(inputs) or inputs.shape[1] != want \
+            or inputs.shape[2] not in (2, 3):  # its one-line error, before any track is lifted
         keypoints_from_array(inputs, layout, image_size, source=source)
     for g in groups:
         first = int(g.frames[0])

@@ -243,3 +243,10 @@ def test_every_layout_gives_the_poses_of_the_same_people_as_coco17(served_model,
     if kp.shape[1] != 17:
         auto = served_model.predict(None, kp, {"image_size": SIZE})
         np.testing.assert_allclose(auto, ref, atol=1e-5)
+
+
+def test_a_wrong_joint_count_with_tracks_names_the_request_shape(served_model):
+    kp = np.concatenate([_coco(6, 3, 300.0), np.full((6, 8, 3), 1.0)], axis=1)  # 25 joints
+    with pytest.raises(RequestError) as exc:
+        served_model.predict(None, kp, {"layout": "coco17", "tracks": ["a"] * 3 + ["b"] * 3})
+    assert "layout coco17, got (6, 25, 3)" in _reason(exc)
