@@ -262,7 +262,7 @@ def temporal_report(split: ProcessedSplit, poses: Mapping[str, np.ndarray], eval
     rep.mlflow.update(temporal_metrics(table))
     overall = table[table["action"] == OVERALL].set_index("aggregation")
     rep.lines.append("evaluate: temporal (last step) " + ", ".join(
-        f"{agg} MPJVE {r.mpjve_mm:.2f} mm/frame accel {r.accel_mm:.2f} mm/frame²"
+        f"{agg} MPJVE {r.mpjve_mm:.2f} mm/frame accel {r.accel_mm:.2f} mm/frame^2"
         for agg, r in overall.iterrows() if agg in DEPLOYABLE))
     if smooth_window:
         effect = filter_effect(split, poses, smooth_window)
@@ -272,7 +272,7 @@ def temporal_report(split: ProcessedSplit, poses: Mapping[str, np.ndarray], eval
         rep.lines.append(f"evaluate: temporal filter (Savitzky-Golay, {smooth_window} frames) "
                          + ", ".join(f"{r.aggregation} P1 {r.p1_mm:.2f} -> "
                                      f"{r.p1_mm_smoothed:.2f} mm, accel {r.accel_mm:.2f} -> "
-                                     f"{r.accel_mm_smoothed:.2f} mm/frame²"
+                                     f"{r.accel_mm_smoothed:.2f} mm/frame^2"
                                      for r in effect.itertuples(index=False)))
     return rep
 
