@@ -130,8 +130,8 @@ def _why(failure: Any, tmp: Path, rank: int) -> str:
 
 def run_worker(body: Callable[[Path, Path], None], argv: list[str]) -> int:
     """The worker's side of :func:`launch`: ``body(tmp, root)`` with ``argv`` =
-    ``[program, --worker, tmp, root]`` (``sys.argv``); an error becomes ``tmp/rank<r>.err`` (one line) and exit status 2
-    (1 for a bug, traceback on stderr)."""
+    ``[program, --worker, tmp, root]`` (``sys.argv``); an error becomes ``tmp/rank<r>.err``
+    (one line) and exit status 2 (1 for a bug, traceback on stderr)."""
     tmp, root = Path(argv[2]), Path(argv[3])
     rank = int(os.environ.get("RANK", "0"))
     try:

@@ -1,7 +1,9 @@
 """Stage ``train``: ``data/processed`` -> ``models/{last,best}.pt``, ``models/train_log.csv``.
 
-Runs as one process or under ``torchrun --nproc_per_node=N stages/train.py`` (DDP; only rank 0
-writes and logs). ``models/last.pt`` persists between runs (dvc.yaml ``persist: true``): a killed
+Runs as one process, under ``torchrun --nproc_per_node=N stages/train.py`` (DDP; only rank 0
+writes), or on N local workers that the stage starts itself with ``train.processes: N | auto``
+(:mod:`.local_workers`; rank 0's per-epoch metrics are logged to the stage's MLflow run as they
+come). ``models/last.pt`` persists between runs (dvc.yaml ``persist: true``): a killed
 run resumes from it. When params.yaml changed the model or the optimisation trajectory since that
 run, when the training data (``data/processed/train.npz``; with ``train.validate`` also the
 validation split ``test.npz``) holds other arrays than the run was trained on (another

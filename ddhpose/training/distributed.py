@@ -17,8 +17,9 @@ reads them. Without WORLD_SIZE (or with WORLD_SIZE=1) training runs in this proc
 process group is created. On CUDA, rank r of a node uses ``cuda:LOCAL_RANK`` (``train.device`` is
 then ``auto`` or ``cuda``; ``cuda:N`` and more processes than visible GPUs are refused, since two
 ranks on one GPU make NCCL fail); the gloo backend is used on CPU. Only rank 0 writes files and
-reports progress. ``dvc repro`` runs the train stage as one process: after a torchrun run, record
-its outputs with ``dvc commit train``.
+reports progress. From ``dvc repro`` the train stage starts N local workers itself with
+``train.processes: N | auto`` (:mod:`ddhpose.pipeline.local_workers`); after a multi-node
+torchrun run, record its outputs with ``dvc commit train``.
 
 The sample stage uses the same setup (``torchrun ... stages/sample.py``, or ``sample.processes``
 from ``dvc repro``), with :func:`gather_to_main` to collect the ranks' shares on rank 0.
