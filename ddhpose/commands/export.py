@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("h36m", "3dhp"), default=None,
                    help="dataset of an authors' .bin (default h36m; ours carry theirs)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
-                   help="torch's ONNX exporter (default torchscript: about 8x faster here; "
+                   help="torch's ONNX exporter (default torchscript: about 5x faster here; "
                         "dynamo needs onnxscript)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT.onnx")
 

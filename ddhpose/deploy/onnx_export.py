@@ -20,11 +20,11 @@ noise draws, the flip pass and the aggregation stay outside the graph, in
 
 Exporter: torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``, opset
 17) by default. The dynamo exporter (``dynamo=True``, opset 18; needs ``onnxscript``) exports
-the same network with parity too, but took 8.8 s against 1.0 s for the demo model on the
-project's 2-core VM (2026-12-04), and the evaluate stage exports on every run; pass
-``exporter="dynamo"`` to use it. Either way the network is traced on its plain PyTorch path
-(``nn.Linear``; oneDNN's fused kernels, which ONNX cannot express, are switched off for the
-trace).
+the same network with parity too, but export + check of the demo model took 40.6 s against
+8.5 s in one run on the project's busy 2-core VM (``reports/bench_onnx.md``), and the evaluate
+stage exports on every run; pass ``exporter="dynamo"`` to use it. Either way the network is
+traced on its plain PyTorch path (``nn.Linear``; oneDNN's fused kernels, which ONNX cannot
+express, are switched off for the trace).
 
 The model's configuration travels in the graph's ``metadata_props`` (:data:`META_*` keys):
 ``ModelConfig`` as JSON, the ddhpose version, dataset and skeleton, opset, exporter and the
