@@ -34,6 +34,7 @@ weights' sha256, so :func:`ddhpose.deploy.onnx_runtime.load_onnx` needs nothing 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import warnings
@@ -155,18 +156,18 @@ def _export(net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, 
 def export_denoiser(model: Any, path: str | Path, *, exporter: str = DEFAULT_EXPORTER,
                     opset: int | None = None, source: str | None = None) -> Path:
     """Write ``model``'s denoiser step (module docstring) to ``path`` atomically, with the
-    model's config in the metadata; returns ``path``. ``model`` is a CPU
-    :class:`~ddhpose.model.ddhpose.DDHPose` (moved to the CPU for the export if it is not)."""
+    model's config in the metadata; returns ``path``. ``model`` is a
+    :class:`~ddhpose.model.ddhpose.DDHPose` (a model on another device is exported from a CPU
+    copy)."""
     import onnx
 
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     opset = opset or OPSETS[exporter]
     path = Path(path)
+    if next(model.parameters()).device.type != "cpu":  # a CPU copy: the caller's model stays
+        model = copy.deepcopy(model).to("cpu")
     net = model.dir_bone_estimator
-    if next(net.parameters()).device.type != "cpu":
-        model = model.to("cpu")
-        net = model.dir_bone_estimator
     c = model.config
     inputs = example_inputs(c.frames, model.skeleton.num_joints, c.timesteps)
     with atomic_path(path) as tmp, _plain_path(net):

@@ -223,7 +223,9 @@ def infer(
 
     Args:
         model: a :class:`ddhpose.model.ddhpose.DDHPose` (:func:`infer_h36m17` takes Human3.6M-17
-            keypoints for a model of either skeleton).
+            keypoints for a model of either skeleton), or an exported graph on onnxruntime
+            (:class:`ddhpose.deploy.onnx_runtime.OnnxLifter`: same ``sample``, ``config``,
+            ``skeleton``, ``unit_scale``, and a ``device``).
         keypoints_px: (T, 17, 2) pixels in the model's joint order, all finite (see
             :mod:`ddhpose.keypoints`).
         image_size: (w, h) pixels, for the normalisation (and the default camera).

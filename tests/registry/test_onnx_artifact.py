@@ -76,3 +76,16 @@ def test_without_the_onnx_extra_one_warning_line(store, monkeypatch, capsys):
     local = _download(store, out["version"])
     assert (local / "artifacts" / "checkpoint.pt").is_file()
     assert not (local / "artifacts" / "model.onnx").exists()
+
+
+def test_export_a_registered_version(store, monkeypatch, capsys):
+    from ddhpose.cli import main
+
+    out = _register(store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    graph = store["dir"] / "exported.onnx"
+    assert main(["export", "onnx", f"models:/{NAME}@champion", str(graph)]) == 0
+    assert f"version {out['version']}" in capsys.readouterr().err
+    lifter = load_onnx(graph)
+    assert lifter.config == load_model(store["checkpoint"]).config
+    assert lifter.metadata["ddhpose.source"] == f"models:/{NAME}@champion"
