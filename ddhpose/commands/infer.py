@@ -272,8 +272,8 @@ def run(args: argparse.Namespace) -> int:
         if not onnx:
             model = load_model(checkpoint, map_location=args.device).to(args.device)
     if args.steps > model.config.timesteps:
-        raise DataError(args.checkpoint, f"--steps {args.steps} exceeds the model's "
-                                         f"{model.config.timesteps} diffusion timesteps")
+        raise DataError(args.checkpoint or args.onnx, f"--steps {args.steps} exceeds the "
+                        f"model's {model.config.timesteps} diffusion timesteps")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     several = people.tracked and args.track is None
     per_track = {}

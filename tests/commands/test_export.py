@@ -106,4 +106,11 @@ def test_infer_onnx_refusals(small, tmp_path, capsys):
     bad.write_text("not a graph")
     assert main([*base, "--runtime", "onnx", "--onnx", str(bad)]) == 2
     assert "bad.onnx: is not an ONNX graph" in _one_error(capsys, "infer")
+    from ddhpose.deploy.onnx_export import export_denoiser
+    from ddhpose.model.checkpoint import load_model
+
+    graph = export_denoiser(load_model(small), tmp_path / "g.onnx")
+    assert main([*base, "--runtime", "onnx", "--onnx", str(graph), "--steps", "5000"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "g.onnx: --steps 5000 exceeds the model's 1000" in errors[0]
     assert not Path(out).exists()
