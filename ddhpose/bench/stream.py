@@ -5,17 +5,19 @@ For each (H, K) — ``sample.hypotheses`` and ``sample.steps`` of params.yaml, a
 each policy (``centred``, ``causal``), a synthetic walk of ``frames`` frames (Human3.6M-17
 pixels) is pushed one frame at a time through a lifter on the demo-size model (width 64, depth 3,
 F = 27; random weights of ``models/best.pt``'s size: the cost does not depend on the weights),
-after one warm-up window. Reported per case:
+after one warm-up window; every case runs ``repeats`` times, the cases interleaved. Reported
+per case:
 
-- ``ms_per_frame``: wall time of all pushes and the flush ÷ frames (each frame is one sampled
-  window: the sustained cost, so ``1000 / ms_per_frame`` is the most frames per second the
-  lifter keeps up with);
+- ``ms_per_frame``: wall time of all pushes and the flush ÷ frames, the median over the repeats
+  (each frame is one sampled window: the sustained cost, so ``1000 / ms_per_frame`` is the most
+  frames per second the lifter keeps up with);
 - ``push_p50_ms`` / ``push_p95_ms``: time of a push that served one frame (the compute part of
   a frame's delay);
 - ``latency_frames``: frames a frame waits for (F // 2 centred, 0 causal); at a camera's fps
   the wait is ``latency_frames / fps`` seconds on top of the compute.
 
-Entry point: ``python -m ddhpose.bench.stream [--out reports] [--frames 40] [--threads N]``
+Entry point: ``python -m ddhpose.bench.stream [--out reports] [--frames 30] [--repeats 3]
+[--threads N]``
 (writes ``reports/bench_stream.json`` and ``reports/bench_stream.md`` with the date, commit,
 threads and load average).
 """
@@ -49,8 +51,10 @@ def walk(frames: int, seed: int = 0) -> np.ndarray:
     return base + np.cumsum(rng.normal(0, 2, size=(frames, 17, 2)), axis=0)
 
 
-def measure(model: Any, policy: str, hypotheses: int, steps: int, frames: int) -> dict[str, Any]:
-    """Push ``frames`` frames one by one; timings of one policy and (H, K)."""
+def measure(model: Any, policy: str, hypotheses: int, steps: int,
+            frames: int) -> tuple[float, list[float], int]:
+    """Push ``frames`` frames one by one: (seconds of all pushes and the flush, seconds of each
+    push that served one frame, the policy's latency in frames)."""
     from ddhpose.inference.stream import StreamLifter
 
     kp = walk(frames)
@@ -69,11 +73,19 @@ def measure(model: Any, policy: str, hypotheses: int, steps: int, frames: int) -
         served += len(out)
     served += len(lifter.flush())
     total = time.perf_counter() - start
-    assert served == frames
-    ms = 1000 * np.asarray(pushes)
+    if served != frames:
+        raise RuntimeError(f"{policy}: {served} poses for {frames} frames")
+    return total, pushes, lifter.latency_frames
+
+
+def summary(policy: str, hypotheses: int, steps: int, frames: int, window: int, latency: int,
+            runs: list[tuple[float, list[float]]]) -> dict[str, Any]:
+    """One row: ms/frame of each repeat (and their median), push percentiles over all."""
+    per_run = [round(1000 * total / frames, 2) for total, _ in runs]
+    ms = 1000 * np.asarray([p for _, pushes in runs for p in pushes])
     return {"policy": policy, "hypotheses": hypotheses, "steps": steps, "frames": frames,
-            "window": lifter.frames, "latency_frames": lifter.latency_frames,
-            "seconds": round(total, 3), "ms_per_frame": round(1000 * total / frames, 2),
+            "window": window, "latency_frames": latency, "repeats": len(runs),
+            "ms_per_frame_runs": per_run, "ms_per_frame": float(np.median(per_run)),
             "push_p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
             "push_p95_ms": round(float(np.percentile(ms, 95)), 2) if len(ms) else None}
 
@@ -87,15 +99,25 @@ def _commit() -> str | None:
         return None
 
 
-def run(frames: int, threads: int, settings: list[tuple[int, int]],
+def run(frames: int, threads: int, settings: list[tuple[int, int]], repeats: int = 3,
         spec: ModelSpec = DEMO_27) -> dict[str, Any]:
+    """Every (H, K) x policy case ``repeats`` times, the cases interleaved round by round (a
+    change in the machine's load hits every case alike)."""
     from ddhpose.model.ddhpose import DDHPose
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DDHPose(spec.config()).eval()
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    rows = [measure(model, policy, h, k, frames) for h, k in settings for policy in POLICIES]
+    cases = [(policy, h, k) for h, k in settings for policy in POLICIES]
+    runs: dict[tuple[str, int, int], list[tuple[float, list[float]]]] = {c: [] for c in cases}
+    latency: dict[str, int] = {}
+    for _ in range(repeats):
+        for policy, h, k in cases:
+            total, pushes, latency[policy] = measure(model, policy, h, k, frames)
+            runs[(policy, h, k)].append((total, pushes))
+    rows = [summary(p, h, k, frames, spec.frames, latency[p], runs[(p, h, k)])
+            for p, h, k in cases]
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "commit": _commit(), "model": spec.name, "load_avg_before": load_before,
             "machine": machine_info(threads), "rows": rows}
@@ -109,11 +131,14 @@ def markdown(report: dict[str, Any]) -> str:
              f"threads, torch {m['torch']}; load average before "
              f"{report['load_avg_before']}, after {m.get('load_avg')} (other work shares the "
              "CPUs when the load exceeds the CPU count).", "",
-             "| policy | H | K | latency (frames) | frames | ms/frame | push p50 ms | "
-             "push p95 ms |", "|---|---|---|---|---|---|---|---|"]
+             "| policy | H | K | latency (frames) | frames × repeats | ms/frame (median) | "
+             "ms/frame of each repeat | push p50 ms | push p95 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['policy']} | {r['hypotheses']} | {r['steps']} | "
-                     f"{r['latency_frames']} | {r['frames']} | {r['ms_per_frame']} | "
+                     f"{r['latency_frames']} | {r['frames']} × {r['repeats']} | "
+                     f"{r['ms_per_frame']:.2f} | "
+                     f"{', '.join(f'{v:.2f}' for v in r['ms_per_frame_runs'])} | "
                      f"{r['push_p50_ms']} | {r['push_p95_ms']} |")
     return "\n".join(lines) + "\n"
 
@@ -121,7 +146,8 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ddhpose.bench.stream", description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("reports"))
-    ap.add_argument("--frames", type=int, default=40, help="frames per case (default 40)")
+    ap.add_argument("--frames", type=int, default=30, help="frames per run (default 30)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"),
                     help="H and K of its sample section (default params.yaml)")
@@ -130,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = load_params(args.params).sample
     settings = [(int(sample.hypotheses), int(sample.steps)), (1, 1)]
-    report = run(args.frames, args.threads, settings)
+    report = run(args.frames, args.threads, settings, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "bench_stream.json", report)
     with atomic_open(args.out / "bench_stream.md", "w") as fh:
