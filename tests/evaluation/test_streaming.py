@@ -163,3 +163,33 @@ def test_the_evaluate_stage_report(project, tmp_path):
     off = streaming_report(project["best"], project["split"], project["pred"].poses,
                            project["meta"], tmp_path / "off", 0)
     assert off.metrics == {} and off.files == [] and not (tmp_path / "off").exists()
+
+
+def test_mpi_inf_3dhp_scores_valid_frames_with_the_pixel_camera(tmp_path):
+    """3DHP: root 14, only valid frames, pixel JPMA with each sequence's camera, the model's
+    unit; the offline row reads the predictions like the stage (metres)."""
+    torch.manual_seed(1)
+    model = DDHPose(demo_model(dataset="3dhp", width=16, depth=2, heads=2, frames=F)).eval()
+    split = synthetic_split("3dhp", sequences=2, frames=20, seed=8, invalid_every=3)
+    pred = predict_split(model, split, hypotheses=2, steps=1, batch_clips=2,
+                         sequence_generator=sequence_generator(0))
+    res = stream_policy_errors(model, split, pred.poses, count=8, hypotheses=2, steps=1, seed=0)
+    picks = evaluation_frames([int(n) for n in split.seq_length], 8, split.valid)
+    assert res.frames == len(picks) == 8
+    assert all(split.valid[int(split.seq_start[s]) + t] for s, t in picks)
+    got = {(r["policy"], r["aggregation"]): r["p1_mm"] for r in res.rows}
+    root = split.skeleton.root
+    errs = []
+    for s, t in picks:
+        g = int(split.seq_start[s]) + t
+        p = pred.poses["p_agg"][g, -1].astype(np.float64)
+        gt = split.pose_3d[g].astype(np.float64)
+        p[root] = 0.0
+        errs.append(np.linalg.norm(p - (gt - gt[root]), axis=-1).mean())
+    assert got[("offline", "p_agg")] == pytest.approx(1000 * np.mean(errs), abs=1e-6)
+    assert all(np.isfinite(v) and v > 0 for v in got.values())
+    best = save_checkpoint(tmp_path / "best3dhp.pt", model)
+    rep = streaming_report(best, split, pred.poses, {"hypotheses": 2, "steps": 1, "seed": 0},
+                           tmp_path, 8)
+    assert rep.metrics["streaming"]["causal"]["p1_j_agg_mm"] == pytest.approx(
+        got[("causal", "j_agg")], abs=1e-6)
