@@ -158,7 +158,12 @@ def run_stream(args: argparse.Namespace, *, check: Callable[[argparse.Namespace]
             open(args.keypoints, encoding="utf-8"))
         out = sys.stdout if args.out is None else stack.enter_context(
             open(args.out, "w" if args.force else "x", encoding="utf-8"))
-        lifter, count = _stream(make, _lines(source, args.follow), out, name, layout)
+        try:
+            lifter, count = _stream(make, _lines(source, args.follow), out, name, layout)
+        except KeyboardInterrupt:  # Ctrl-C ends a live stream: the lines written stay
+            print("ddhpose infer --stream: interrupted; the frames written so far stay",
+                  file=sys.stderr)
+            return 130
     where = args.out or "stdout"
     policy = f"{args.policy}, latency {lifter.latency_frames if lifter else 0} frame(s)"
     print(f"ddhpose infer --stream: {count} frame(s) -> {where} ({policy}, "

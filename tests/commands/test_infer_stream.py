@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,25 @@ def test_stream_needs_the_image_size(tmp_path, ckpt):
                           timeout=GUARD_S)
     assert proc.returncode == 2
     assert "--stream needs --image-size W H" in _one_error_line(proc.stderr)
+
+
+def test_ctrl_c_ends_a_followed_stream_keeping_what_was_written(tmp_path, ckpt):
+    src = tmp_path / "live.jsonl"
+    src.write_text(_line(_frames(1)[0]))
+    out = tmp_path / "poses.jsonl"
+    proc = subprocess.Popen(_cmd(ckpt, "--keypoints", str(src), "--follow", "--policy",
+                                 "causal", "--out", str(out)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        for _ in range(GUARD_S * 20):  # until the first pose is in the file
+            if out.is_file() and out.read_text().endswith("\n"):
+                break
+            select.select([], [], [], 0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=GUARD_S) == 130
+        err = proc.stderr.read()
+        assert err.strip() == "ddhpose infer --stream: interrupted; the frames written so far " \
+                              "stay", err
+        assert json.loads(out.read_text())["frame"] == 0
+    finally:
+        _stop(proc)
