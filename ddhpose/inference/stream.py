@@ -136,6 +136,7 @@ class StreamLifter:
         self._n_filled = 0  # frames filled so far
         self._dropped_to = 1  # frames 1 .. _dropped_to - 1 are no longer kept
         self._last_valid = np.full((17, 2), np.nan)
+        self._held: np.ndarray | None = None  # the last filled frame
         self._received = 0  # frames pushed
         self._served = 0  # frames served
         self._closed = False
@@ -161,8 +162,8 @@ class StreamLifter:
             self._last_valid[ok] = xy[ok]
         if not np.all(np.isfinite(self._last_valid)):
             return
-        if self._n_filled:
-            held = self._filled[self._n_filled - 1]
+        if self._held is not None:
+            held = self._held
         else:
             held = np.full((17, 2), np.nan)
             for xy in reversed(self._raw):  # the first valid position of each joint
@@ -172,6 +173,7 @@ class StreamLifter:
             held = np.where(np.all(np.isfinite(xy), axis=-1)[:, None], xy, held)
             self._filled[self._n_filled] = held
             self._n_filled += 1
+        self._held = held
         self._raw.clear()
 
     def push(self, keypoints: Any) -> list[Served]:
