@@ -44,3 +44,21 @@ def demo_train(**overrides: Any) -> TrainConfig:
 
 def demo_synthetic(**overrides: Any) -> SyntheticConfig:
     return dataclasses.replace(SyntheticConfig.from_params(demo_params().data), **overrides)
+
+
+def tiny_model(frames: int = 9) -> Any:
+    """The inference and command tests' model: the demo config shrunk to width 16, depth 2,
+    2 heads and ``frames`` F, random weights (seed 0), in eval mode."""
+    import torch
+
+    from ddhpose.model.ddhpose import DDHPose
+
+    torch.manual_seed(0)
+    return DDHPose(demo_model(width=16, depth=2, heads=2, frames=frames)).eval()
+
+
+def tiny_checkpoint(folder: Path, frames: int = 9) -> str:
+    """:func:`tiny_model` saved as ``folder/tiny.pt``; the path as a string."""
+    from ddhpose.model.checkpoint import save_checkpoint
+
+    return str(save_checkpoint(folder / "tiny.pt", tiny_model(frames)))

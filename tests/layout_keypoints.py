@@ -57,3 +57,18 @@ def from_coco(coco: np.ndarray, layout: str, seed: int = 0) -> np.ndarray:
         else:
             out[:, j] = _extra_joint(coco, name, rng)
     return out
+
+
+def random_walk(t: int, seed: int = 0, *, centre: tuple[float, float] = (300.0, 300.0),
+                spread: float = 100.0, step: float = 2.0,
+                confidence: float | None = None) -> np.ndarray:
+    """(t, 17, 2) pixels, or (t, 17, 3) with a constant ``confidence``: 17 points drawn within
+    ``spread`` pixels of ``centre``, each moving by a Gaussian random walk of ``step`` pixels per
+    frame (seeded: the same arguments give the same keypoints)."""
+    rng = np.random.default_rng(seed)
+    c = np.asarray(centre, dtype=np.float64)
+    xy = rng.uniform(c - spread, c + spread, size=(1, 17, 2))
+    xy = xy + np.cumsum(rng.normal(0, step, size=(t, 17, 2)), axis=0)
+    if confidence is None:
+        return xy
+    return np.concatenate([xy, np.full((t, 17, 1), confidence)], axis=-1)

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,6 +117,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 MAX_HYPOTHESES = limits.MAX_HYPOTHESES  # shared with the served model
 MAX_BATCH_WINDOWS = 4096
 MAX_IMAGE_SIDE_PX = 100_000.0
+
+
+def _device_and_dtype(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--device``, ``--dtype``, ``--no-tf32`` -> (torch device, denoiser dtype); sets the TF32
+    choice; a one-line error when CUDA is asked for and absent."""
+    import torch
+
+    from ddhpose.errors import DataError
+    from ddhpose.model.precision import sample_dtype, set_tf32
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise DataError(None, "--device cuda was asked for but CUDA is not available")
+    device = torch.device(args.device)
+    dtype = sample_dtype(args.dtype, device)
+    set_tf32(args.tf32)
+    return device, dtype
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -241,12 +257,13 @@ def run(args: argparse.Namespace) -> int:
     from ddhpose.inference.infer import default_intrinsic, infer_h36m17
     from ddhpose.io import atomic_paths, check_outputs, json_text
     from ddhpose.model.checkpoint import load_model
-    from ddhpose.model.precision import precision_label, sample_dtype, set_tf32
+    from ddhpose.model.precision import precision_label
 
     if getattr(args, "stream", False):  # live: ddhpose/commands/infer_stream.py
         from ddhpose.commands.infer_stream import run_stream
 
-        return run_stream(args, check=_check, local_checkpoint=_local_checkpoint)
+        return run_stream(args, check=_check, local_checkpoint=_local_checkpoint,
+                          device_and_dtype=_device_and_dtype)
     if args.keypoints is None or args.out is None:
         raise DataError(None, "--keypoints and --out are required (unless --stream)")
     _check(args)
@@ -254,11 +271,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = output_paths(args)
     check_outputs(outputs, inputs=[i for i in (args.keypoints, args.checkpoint, args.onnx) if i],
                   force=args.force)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise DataError(None, "--device cuda was asked for but CUDA is not available")
-    device = torch.device(args.device)
-    dtype = sample_dtype(args.dtype, device)
-    set_tf32(args.tf32)
+    device, dtype = _device_and_dtype(args)
     with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
         # an MLflow URI first: a registry that cannot be reached is the one line to show
         onnx = args.runtime == "onnx"  # the graph's config is in its metadata: no checkpoint

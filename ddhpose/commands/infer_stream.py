@@ -108,15 +108,14 @@ def parse_line(text: str, joints: int) -> tuple[str, Any, int | None]:
 
 
 def run_stream(args: argparse.Namespace, *, check: Callable[[argparse.Namespace], None],
-               local_checkpoint: Callable[[str, Path], Path]) -> int:
+               local_checkpoint: Callable[[str, Path], Path],
+               device_and_dtype: Callable[[argparse.Namespace], tuple[Any, Any]]) -> int:
     """``ddhpose infer --stream`` (``check``: infer's argument checks; ``local_checkpoint``:
-    a path or MLflow URI -> a local checkpoint file)."""
-    import torch
-
+    a path or MLflow URI -> a local checkpoint file; ``device_and_dtype``: infer's
+    ``--device``/``--dtype``/``--no-tf32`` handling)."""
     from ddhpose.inference.stream import StreamLifter
     from ddhpose.io import check_outputs
     from ddhpose.model.checkpoint import load_model
-    from ddhpose.model.precision import sample_dtype, set_tf32
 
     check(args)
     if args.follow and args.keypoints is None:
@@ -136,11 +135,7 @@ def run_stream(args: argparse.Namespace, *, check: Callable[[argparse.Namespace]
             raise DataError(args.out, "--out must end in .jsonl with --stream")
         check_outputs([args.out], inputs=[p for p in (args.keypoints, args.checkpoint) if p],
                       force=args.force)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise DataError(None, "--device cuda was asked for but CUDA is not available")
-    device = torch.device(args.device)
-    dtype = sample_dtype(args.dtype, device)
-    set_tf32(args.tf32)
+    _, dtype = device_and_dtype(args)
     with tempfile.TemporaryDirectory(prefix="ddhpose-infer-") as tmp:
         checkpoint = local_checkpoint(args.checkpoint, Path(tmp))
         model = load_model(checkpoint, map_location=args.device).to(args.device).eval()

@@ -9,14 +9,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from demo_config import demo_model
-from layout_keypoints import from_coco
+from demo_config import tiny_checkpoint
+from layout_keypoints import from_coco, random_walk
 
 from ddhpose.cli import main
 from ddhpose.keypoints import LAYOUTS
-from ddhpose.model.checkpoint import save_checkpoint
-from ddhpose.model.ddhpose import DDHPose
 
 F = 9
 SIZE = (640.0, 480.0)
@@ -25,16 +22,11 @@ ARGS = ["--hypotheses", "2", "--steps", "2", "--seed", "5"]
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    model = DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
-    return str(save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model))
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), F)
 
 
 def _coco(t: int, seed: int, x0: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(-60, 60, size=(1, 17, 2)) + np.array([x0, 240.0])
-    xy = xy + np.cumsum(rng.normal(0, 2.0, size=(t, 17, 2)), axis=0)
-    return np.concatenate([xy, np.full((t, 17, 1), 0.9)], axis=-1)
+    return random_walk(t, seed, centre=(x0, 240.0), spread=60.0, step=2.0, confidence=0.9)
 
 
 def _write_npz(path, kp: np.ndarray, layout: str) -> str:

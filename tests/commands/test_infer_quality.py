@@ -10,15 +10,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from demo_config import demo_model
+from demo_config import tiny_checkpoint
+from layout_keypoints import random_walk
 
 from ddhpose.cli import main
 from ddhpose.config.yamlfile import read_yaml
 from ddhpose.evaluation.temporal import smooth_poses
 from ddhpose.keypoints import save_keypoints_json
-from ddhpose.model.checkpoint import save_checkpoint
-from ddhpose.model.ddhpose import DDHPose
 from ddhpose.project import REPO
 
 F = 9
@@ -27,16 +25,11 @@ SIZE = (640.0, 480.0)
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    model = DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
-    return str(save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model))
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), F)
 
 
 def _coco(t: int, seed: int, x0: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(-60, 60, size=(1, 17, 2)) + np.array([x0, 240.0])
-    xy = xy + np.cumsum(rng.normal(0, 3.0, size=(t, 17, 2)), axis=0)
-    return np.concatenate([xy, np.full((t, 17, 1), 0.9)], axis=-1)
+    return random_walk(t, seed, centre=(x0, 240.0), spread=60.0, step=3.0, confidence=0.9)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from demo_config import demo_model
+from demo_config import tiny_model
 
 from ddhpose.inference.stream import lift_stream
 from ddhpose.model.checkpoint import save_checkpoint
@@ -29,8 +28,7 @@ GUARD_S = 120  # a hung process fails the test instead of hanging it (not a spee
 
 @pytest.fixture(scope="module")
 def model() -> DDHPose:
-    torch.manual_seed(0)
-    return DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
+    return tiny_model(F)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from demo_config import demo_model
+from demo_config import demo_model, tiny_model
 
 from ddhpose.evaluation.metrics import joint_errors
 from ddhpose.evaluation.predict import predict_split
@@ -88,8 +88,7 @@ def project(tmp_path_factory):
     """A tiny evaluated project: a checkpoint file, the test split, the sample stage's
     predictions (its per-sequence noise rule) and meta.json."""
     root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    model = DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
+    model = tiny_model(F)
     best = save_checkpoint(root / "best.pt", model)
     split = synthetic_split(sequences=3, frames=25, seed=4)
     meta = {"hypotheses": 3, "steps": 2, "seed": 5, "device": "cpu", "dtype": "float32"}

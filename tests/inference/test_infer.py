@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from demo_config import demo_model
+from demo_config import tiny_model
+from layout_keypoints import random_walk
 
 from ddhpose.camera import normalize_screen_coordinates, project_to_2d_linear
 from ddhpose.cli import main
@@ -30,14 +31,11 @@ SIZE = (640.0, 480.0)
 
 @pytest.fixture(scope="module")
 def model() -> DDHPose:
-    torch.manual_seed(0)
-    return DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
+    return tiny_model(F)
 
 
 def _keypoints(t: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(200, 400, size=(1, 17, 2))
-    return base + np.cumsum(rng.normal(0, 2, size=(t, 17, 2)), axis=0)
+    return random_walk(t, seed)
 
 
 def _direct(model: DDHPose, clip_px: np.ndarray, seed: int, h: int, k: int) -> np.ndarray:

@@ -8,12 +8,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from demo_config import demo_model
+from demo_config import tiny_checkpoint
+from layout_keypoints import random_walk
 
 from ddhpose.cli import main
-from ddhpose.model.checkpoint import save_checkpoint
-from ddhpose.model.ddhpose import DDHPose
 
 F = 9
 SIZE = (640.0, 480.0)
@@ -21,15 +19,11 @@ SIZE = (640.0, 480.0)
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    model = DDHPose(demo_model(width=16, depth=2, heads=2, frames=F)).eval()
-    return str(save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model))
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), F)
 
 
 def _coco(t: int, seed: int, x0: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(-60, 60, size=(1, 17, 2)) + np.array([x0, 240.0])
-    return base + np.cumsum(rng.normal(0, 1.5, size=(t, 17, 2)), axis=0)
+    return random_walk(t, seed, centre=(x0, 240.0), spread=60.0, step=1.5)
 
 
 def _alphapose_two_people(path) -> None:
