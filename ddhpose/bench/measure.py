@@ -388,3 +388,17 @@ def render_markdown(r: dict[str, Any]) -> str:
     for note in r.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, name: str, report: dict[str, Any], text: str) -> None:
+    """A bench's result as ``out/<name>.json`` and its ``text`` (markdown) as ``out/<name>.md``,
+    each written atomically; the markdown also goes to stdout."""
+    import sys
+
+    from ddhpose.io import atomic_open, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{name}.json", report)
+    with atomic_open(out / f"{name}.md", "w") as fh:
+        fh.write(text)
+    sys.stdout.write(text)

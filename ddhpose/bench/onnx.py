@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ddhpose.bench.measure import machine_info, time_call
+from ddhpose.bench.measure import machine_info, time_call, write_report
 from ddhpose.bench.plan import DEMO_27, PAPER_243, ModelSpec
 
 #: (model, clips B, hypotheses H, steps K, demo-style case): the demo case times both exporters
@@ -174,7 +174,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddhpose.io import atomic_open, write_json
 
     ap = argparse.ArgumentParser(prog="python -m ddhpose.bench.onnx",
                                  description=__doc__.splitlines()[0])
@@ -183,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="threads of both back ends (default torch's)")
     args = ap.parse_args(argv)
     report = run(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "bench_onnx.json", report)
-    with atomic_open(args.out / "bench_onnx.md", "w") as fh:
-        fh.write(markdown(report))
-    sys.stdout.write(markdown(report))
+    write_report(args.out, "bench_onnx", report, markdown(report))
     return 0
 
 

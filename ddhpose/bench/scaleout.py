@@ -28,10 +28,9 @@ from typing import Any
 
 import torch
 
-from ddhpose.bench.measure import machine_info
+from ddhpose.bench.measure import machine_info, write_report
 from ddhpose.bench.plan import DEMO_27, PAPER_243, ModelSpec
 from ddhpose.evaluation.predict import predict_sequences, shard_sequences
-from ddhpose.io import atomic_open, write_json
 
 #: (model, H, K, sequences, frames per sequence): the demo stage's setting, and the paper model
 #: at H = K = 1 on a few 243-frame clips (its H = 20, K = 10 costs 200× per clip)
@@ -116,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller splits")
     args = ap.parse_args(argv)
     report = run(args.threads, args.processes, args.quick)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "bench_scaleout.json", report)
-    with atomic_open(args.out / "bench_scaleout.md", "w") as fh:
-        fh.write(markdown(report))
-    sys.stdout.write(markdown(report))
+    write_report(args.out, "bench_scaleout", report, markdown(report))
     return 0
 
 

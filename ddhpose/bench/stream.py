@@ -36,10 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddhpose.bench.measure import machine_info
+from ddhpose.bench.measure import machine_info, write_report
 from ddhpose.bench.plan import DEMO_27, ModelSpec
 from ddhpose.evaluation.streaming import POLICIES
-from ddhpose.io import atomic_open, write_json
 
 SIZE = (1000.0, 1000.0)
 
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = load_params(args.params).sample
     settings = [(int(sample.hypotheses), int(sample.steps)), (1, 1)]
     report = run(args.frames, args.threads, settings, args.repeats)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "bench_stream.json", report)
-    with atomic_open(args.out / "bench_stream.md", "w") as fh:
-        fh.write(markdown(report))
-    sys.stdout.write(markdown(report))
+    write_report(args.out, "bench_stream", report, markdown(report))
     return 0
 
 
