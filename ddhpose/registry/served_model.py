@@ -53,8 +53,8 @@ frame) and the work is summed over tracks. These are checked before the keypoint
 or the model runs, so a refused request costs no memory and does not hold the worker.
 
 Served with ``mlflow models serve``, the model puts
-:class:`ddhpose.registry.request.RequestFront` in front of MLflow's scoring app, so that every bad
-request is answered with one line (see :mod:`ddhpose.registry.request`). Called in Python
+:class:`ddhpose.registry.front.RequestFront` in front of MLflow's scoring app, so that every bad
+request is answered with one line (see :mod:`ddhpose.registry.front`). Called in Python
 (``pyfunc.predict``), MLflow's schema still drops an unknown param key before
 :meth:`DDHPoseModel.predict` sees it.
 
@@ -69,6 +69,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
+from ddhpose.registry.front import install_request_front
 from ddhpose.registry.request import (
     AUTO_LAYOUT,
     DEFAULT_PARAMS,
@@ -78,7 +79,6 @@ from ddhpose.registry.request import (
     _bad,
     check_params,
     check_size,
-    install_request_front,
     split_rows,
 )
 
