@@ -33,8 +33,9 @@ from typing import Any
 
 import torch
 
-from ddhpose.bench.measure import machine_info, time_call, write_report
+from ddhpose.bench.measure import machine_info, time_call
 from ddhpose.bench.plan import DEMO_27, PAPER_243, ModelSpec
+from ddhpose.bench.report import write_report
 
 #: (model, clips B, hypotheses H, steps K, demo-style case): the demo case times both exporters
 #: (export + onnxruntime check) and a separate denoiser call; the paper case (one sampler step is

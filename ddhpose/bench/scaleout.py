@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from ddhpose.bench.measure import machine_info, write_report
+from ddhpose.bench.measure import machine_info
 from ddhpose.bench.plan import DEMO_27, PAPER_243, ModelSpec
+from ddhpose.bench.report import write_report
 from ddhpose.evaluation.predict import predict_sequences, shard_sequences
 
 #: (model, H, K, sequences, frames per sequence): the demo stage's setting, and the paper model

@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddhpose.bench.measure import machine_info, write_report
+from ddhpose.bench.measure import machine_info
 from ddhpose.bench.plan import DEMO_27, ModelSpec
+from ddhpose.bench.report import write_report
 from ddhpose.evaluation.streaming import POLICIES
 
 SIZE = (1000.0, 1000.0)

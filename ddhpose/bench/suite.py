@@ -34,18 +34,17 @@ from ddhpose.bench.accuracy import bf16_accuracy, demo_test_accuracy
 from ddhpose.bench.measure import (
     REFERENCE,
     RssSampler,
-    annotate,
     bench_loader,
     count_flops,
     device_sync,
     machine_info,
     matmul_peak,
     peak_memory,
-    render_markdown,
     square_gemms,
     time_call,
 )
 from ddhpose.bench.plan import PAPER_243, BenchPlan, ModelSpec, SampleCase
+from ddhpose.bench.report import annotate, render_markdown
 from ddhpose.bench.train_step import DEFAULT_VARIANT, StepCase, TrainStep
 from ddhpose.errors import DDHPoseError
 from ddhpose.io import atomic_open, write_json

@@ -10,8 +10,8 @@ import torch
 from demo_config import demo_model
 from torch import nn
 
-from ddhpose.bench.measure import render_markdown
 from ddhpose.bench.plan import BenchPlan, ModelSpec, SampleCase, full_plan, quick_plan
+from ddhpose.bench.report import render_markdown
 from ddhpose.bench.suite import SCHEMA, count_flops, denoiser_flops, run_benchmark, write_reports
 from ddhpose.bench.train_step import DEFAULT_VARIANT
 from ddhpose.commands.bench import _flat_metrics
@@ -239,7 +239,7 @@ def test_result_records_the_device_and_cpu_runs_compare_with_the_authors(result)
 def test_a_gpu_report_shows_device_memory_and_no_cpu_comparison(result):
     import copy
 
-    from ddhpose.bench.measure import annotate
+    from ddhpose.bench.report import annotate
 
     gpu = copy.deepcopy(result)
     gpu["device"] = "cuda"
@@ -255,7 +255,7 @@ def test_a_gpu_report_shows_device_memory_and_no_cpu_comparison(result):
     assert "peak GPU MB (allocated)" in md and "| 1234 |" in md
     assert not any("speedup_raw" in rec for rec in gpu["sampling"])
 def test_training_rows_are_normalised_by_the_peak():
-    from ddhpose.bench.measure import annotate
+    from ddhpose.bench.report import annotate
 
     result = {"peak": {"float32": {"gflops": 260.0}, "bfloat16": {"gflops": 520.0}},
               "denoiser": [], "sampling": [],
