@@ -137,6 +137,21 @@ def _with_suffix_file(tmp: Path, suffix: str) -> Path:
     return tmp.with_name(tmp.name + suffix)
 
 
+def _save_animation(anim: Any, out: Path, ext: str, fps: float) -> None:
+    """Write a matplotlib animation atomically as ``out``: a GIF (Pillow) or an MP4 (ffmpeg,
+    libx264), at ``fps`` frames per second."""
+    writer: Any = (animation.PillowWriter(fps=fps) if ext == ".gif"
+                   else animation.FFMpegWriter(fps=fps, codec="libx264"))
+    with atomic_path(out) as tmp:
+        named = _with_suffix_file(tmp, ext)  # the writers pick the format by extension
+        try:
+            anim.save(str(named), writer=writer)
+            os.replace(named, tmp)
+        finally:
+            if named.exists():
+                named.unlink()
+
+
 def _output_path(out_path: str | Path) -> tuple[Path, str]:
     """``(path, lower-case suffix)`` of a render output; DataError for a type it cannot write."""
     out = Path(out_path)
@@ -254,16 +269,7 @@ def _render_animation(data: dict, out: Path, idx: np.ndarray, skel: Skeleton,
             fig, lambda n: scene.draw(int(idx[n]), f"frame {int(idx[n])}"), frames=len(idx),
             blit=False, interval=1000.0 / fps,
         )
-        writer: Any = (animation.PillowWriter(fps=fps) if ext == ".gif"
-                       else animation.FFMpegWriter(fps=fps, codec="libx264"))
-        with atomic_path(out) as tmp:
-            named = _with_suffix_file(tmp, ext)  # the writers pick the format by extension
-            try:
-                anim.save(str(named), writer=writer)
-                os.replace(named, tmp)
-            finally:
-                if named.exists():
-                    named.unlink()
+        _save_animation(anim, out, ext, fps)
     finally:
         plt.close(fig)
     return out
@@ -349,16 +355,7 @@ def render_tracks(
         rate = fps * len(idx) / length
         anim = animation.FuncAnimation(fig, draw, frames=len(idx), blit=False,
                                        interval=1000.0 / rate)
-        writer: Any = (animation.PillowWriter(fps=rate) if ext == ".gif"
-                       else animation.FFMpegWriter(fps=rate, codec="libx264"))
-        with atomic_path(out) as tmp:
-            named = _with_suffix_file(tmp, ext)
-            try:
-                anim.save(str(named), writer=writer)
-                os.replace(named, tmp)
-            finally:
-                if named.exists():
-                    named.unlink()
+        _save_animation(anim, out, ext, rate)
     finally:
         plt.close(fig)
     return out
