@@ -48,6 +48,12 @@ track (the first/last valid value is held at the ends), with one
 naming the source joints.
 """
 
+from ddhpose.keypoints.arrays import (
+    coco17_to_h36m17,
+    interpolate_missing,
+    keypoints_from_array,
+    missing_mask,
+)
 from ddhpose.keypoints.detectors import SeveralPeopleWarning
 from ddhpose.keypoints.layouts import (
     COCO17_NAMES,
@@ -65,10 +71,6 @@ from ddhpose.keypoints.readers import (
     Keypoints,
     MissingKeypointsWarning,
     check_layout,
-    coco17_to_h36m17,
-    interpolate_missing,
-    keypoints_from_array,
-    missing_mask,
     save_keypoints_json,
 )
 from ddhpose.keypoints.tracks import Tracks, load_keypoints, load_tracks

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ddhpose.errors import DataError
+from ddhpose.keypoints.arrays import keypoints_from_array
 from ddhpose.keypoints.detectors import (
     detector_json,
     is_mediapipe_csv,
@@ -20,7 +21,6 @@ from ddhpose.keypoints.readers import (
     RawTracks,
     check_layout,
     image_size_of,
-    keypoints_from_array,
     read_csv_file,
     read_json_doc,
     read_npz_file,
